@@ -1,0 +1,53 @@
+"""The ReAct graph: model -> (tools -> model)* -> end, with an explicit step limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from agent.context import AgentContext
+from agent.messages import ChatMessage
+from agent.nodes import call_model, call_tools, route_after_model
+from agent.state import AgentState, Outcome
+
+
+@cache
+def build_graph() -> CompiledStateGraph[AgentState, AgentContext, AgentState, AgentState]:
+    """The compiled agent graph. It holds no run data, so one instance serves every run."""
+    graph = StateGraph(AgentState, context_schema=AgentContext)
+    graph.add_node("model", call_model)
+    graph.add_node("tools", call_tools)
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", route_after_model, ["tools", END])
+    graph.add_edge("tools", "model")
+    return graph.compile(name="chatstack-agent")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResult:
+    outcome: Outcome
+    steps: int
+    messages: list[ChatMessage]
+    """Only the messages this run added."""
+
+    @property
+    def answer(self) -> str:
+        for message in reversed(self.messages):
+            if message["role"] == "assistant":
+                return str(message.get("content") or "")
+        return ""
+
+
+async def run_agent(context: AgentContext, history: list[ChatMessage]) -> AgentResult:
+    """Run the agent on `history` (ending with the user's message) until it answers or runs out of steps."""
+    initial: AgentState = {"messages": history, "steps": 0, "outcome": "running"}
+    # Each step is two graph super-steps (model, tools); the limit is enforced by the model node,
+    # so this recursion limit only guards against a routing bug.
+    limit = 2 * context.max_steps + 4
+    final = await build_graph().ainvoke(initial, context=context, config={"recursion_limit": limit})
+    return AgentResult(
+        outcome=final["outcome"], steps=final["steps"], messages=final["messages"][len(history) :]
+    )

@@ -1,0 +1,126 @@
+"""The FastAPI application: built from settings, with its services created and torn down in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.auth import Authenticator
+from app.db.engine import create_engine, session_factory
+from app.db.migrate import upgrade_database
+from app.deps import Services
+from app.embedded_engine import supervisor_for
+from app.errors import NotFound, install_error_handlers
+from app.http_middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.metrics import Metrics, observe_queries
+from app.rate_limit import RateLimiter
+from app.replica_client import ReplicaClient
+from app.routes import backends, conversations, health, openai, runs
+from app.run_manager import RunManager
+from app.settings import Settings
+from app.store import Store
+from app.tooling import build_tools
+from backends.client import new_http_session
+from backends.config import AUTO_BACKEND, BackendConfigError, load_backends
+from backends.registry import BackendRegistry
+
+log = logging.getLogger("chatstack")
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configs = load_backends(settings.backends_file)
+    names = [c.name for c in configs]
+    roles = {c.role for c in configs}
+    auto_ok = settings.default_backend == AUTO_BACKEND and {"tools", "throughput"} <= roles
+    if settings.default_backend not in names and not auto_ok:
+        raise BackendConfigError(
+            f"CHATSTACK_DEFAULT_BACKEND={settings.default_backend!r} is not in {settings.backends_file} "
+            f"(backends there: {', '.join(names) or 'none'})"
+        )
+
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(
+            settings.resolved_database_url(),
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        observe_queries(engine, metrics)
+        await upgrade_database(engine)
+        store = Store(session_factory(engine), serialize_writes=engine.dialect.name == "sqlite")
+        http = new_http_session()
+        registry = BackendRegistry(configs, http, settings.default_backend)
+        tools = build_tools(settings)
+        manager = RunManager(store, registry, tools, settings, metrics, ReplicaClient(http))
+        interrupted = await manager.recover_orphans()
+        if interrupted:
+            log.warning("marked %d run(s) left running by a stopped process as interrupted", interrupted)
+        auth = Authenticator(store, enabled=settings.auth_enabled, cache_s=settings.auth_cache_s)
+        limiter = RateLimiter(settings.rate_limit_per_minute)
+        services = Services(settings, store, registry, manager, tools, http, metrics, auth, limiter)
+        app.state.services = services
+        model_engine = supervisor_for(configs)
+        if model_engine is not None:
+            await model_engine.start()  # returns at once; `local` shows as starting until it is ready
+        services.engine = model_engine
+        background = [
+            asyncio.create_task(registry.poll_forever(settings.health_interval_s)),
+            asyncio.create_task(manager.heartbeat_forever()),
+            asyncio.create_task(manager.flush_forever()),
+        ]
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if model_engine is not None:
+                await model_engine.stop()
+            await manager.shutdown(SHUTDOWN_GRACE_S)
+            await http.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="chatstack",
+        version="0.1.0",
+        description="Streaming agent API with SQL history, and an OpenAI-compatible endpoint.",
+        lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it sees every response, including the limit's 413.
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    for router in (health.router, backends.router, conversations.router, runs.router, openai.router):
+        app.include_router(router)
+    _json_404_below(app, "/api", "/v1")
+    if settings.ui:
+        # Imported only when wanted: Gradio takes seconds to import.
+        from ui.mount import mount_ui
+
+        mount_ui(app, settings)
+    return app
+
+
+def _json_404_below(app: FastAPI, *prefixes: str) -> None:
+    """Unknown API paths answer with the API's JSON 404, not with the UI mounted at `/`."""
+
+    async def not_found(path: str) -> None:
+        raise NotFound(f"no such endpoint: {path}")
+
+    for prefix in prefixes:
+        app.add_api_route(
+            f"{prefix}/{{path:path}}",
+            not_found,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            include_in_schema=False,
+        )

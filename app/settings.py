@@ -1,0 +1,95 @@
+"""All configuration, in one object, read from `CHATSTACK_*` environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_BACKENDS_FILE = Path(__file__).resolve().parent.parent / "backends" / "backends.yaml"
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "chatstack"
+
+
+class Settings(BaseSettings):
+    """Service settings. Every field maps to `CHATSTACK_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATSTACK_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str = ""
+    """SQLAlchemy async URL; empty means a SQLite file in `data_dir`."""
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+
+    backends_file: Path = PACKAGE_BACKENDS_FILE
+    default_backend: str = "local"
+    health_interval_s: float = Field(default=10.0, gt=0)
+
+    search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
+    searxng_url: str | None = None
+    duckduckgo_url: str = "https://html.duckduckgo.com/html/"
+    search_timeout_s: float = Field(default=10.0, gt=0)
+    tool_timeout_s: float = Field(default=30.0, gt=0)
+
+    agent_max_steps: int = Field(default=6, ge=1, le=50)
+    """Model calls per run; the last one is made without tools so the agent can still answer."""
+    system_prompt: str | None = None
+
+    advertise_url: str | None = None
+    """How other replicas reach this process (default http://<host>:<port>); runs started here are
+    streamed and cancelled through it from any replica."""
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    """How often a process confirms it still executes its runs; runs silent for 5x this are orphans."""
+
+    nginx_host: str = "127.0.0.1"
+    nginx_port: int = Field(default=8090, ge=1, le=65535)
+    """Where nginx listens with `chatstack serve --with-nginx` (8080 is Ray's metrics port)."""
+    nginx_rate_per_s: float = Field(default=10.0, gt=0)
+    nginx_burst: int = Field(default=50, ge=0)
+
+    sse_ping_s: float = Field(default=15.0, gt=0)
+    event_flush_s: float = Field(default=0.25, gt=0)
+    """How often a running run's events are written to the database (they are kept in memory too)."""
+    max_message_chars: int = Field(default=100_000, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    auth: Literal["auto", "on", "off"] = "auto"
+    """`auto` turns API keys on whenever the server listens beyond loopback."""
+    auth_cache_s: float = Field(default=10.0, ge=0)
+    """How long a checked API key is trusted before the database is asked again (revocation delay)."""
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    """Requests per user per minute on /api and /v1 (0: no limit)."""
+    max_concurrent_runs: int = Field(default=4, ge=1)
+    """Answers one user may have running at once."""
+    log_level: str = "INFO"
+    json_logs: bool = True
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Proxies whose X-Forwarded-For/-Proto headers are trusted (nginx on the same host by default)."""
+    ui: bool = True
+    """Serve the browser chat at `/` (the API works without it)."""
+    opentelemetry: bool = False
+    """FastAPI's built-in OpenTelemetry spans and metrics; off by default because they cost more per
+    request than the whole proxy path (chatstack exports Prometheus metrics of its own)."""
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.auth == "auto":
+            return self.host not in ("127.0.0.1", "localhost", "::1")
+        return self.auth == "on"
+
+    def resolved_advertise_url(self) -> str:
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'chatstack.db'}"

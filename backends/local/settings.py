@@ -1,0 +1,63 @@
+"""Settings of the embedded model, read from `CHATSTACK_*` environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _xdg_dir(variable: str, fallback: str) -> Path:
+    base = os.environ.get(variable) or str(Path.home() / fallback)
+    return Path(base) / "chatstack"
+
+
+def default_model_cache() -> Path:
+    """`$XDG_CACHE_HOME/chatstack` (default `~/.cache/chatstack`): downloads that can be fetched again."""
+    return _xdg_dir("XDG_CACHE_HOME", ".cache")
+
+
+def default_engine_venv() -> Path:
+    """`$XDG_DATA_HOME/chatstack/engine-venv`: vLLM's own virtualenv, beside but apart from chatstack's."""
+    return _xdg_dir("XDG_DATA_HOME", ".local/share") / "engine-venv"
+
+
+def default_data_dir() -> Path:
+    # The same rule as the API server's `CHATSTACK_DATA_DIR`, so both write under one folder.
+    return Path.home() / ".local" / "share" / "chatstack"
+
+
+class LocalSettings(BaseSettings):
+    """Where the embedded model's files live and how its engine runs. Every field is `CHATSTACK_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATSTACK_", env_file=".env", extra="ignore")
+
+    model: str = ""
+    """A catalogue name (`chatstack model list`), a local Hugging Face model folder, or a hub model id.
+    Empty means the catalogue's default model."""
+    served_model_name: str = ""
+    """The name the engine serves the model under; empty means the catalogue's name, or the folder or id."""
+    model_cache: Path = Field(default_factory=default_model_cache)
+    engine_venv: Path = Field(default_factory=default_engine_venv)
+    engine_python: Path | None = None
+    """A Python that has vLLM; default: the engine virtualenv's (`chatstack model install-engine`)."""
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Shared with the API server: the engine's log goes to `<data_dir>/logs/engine.log`."""
+
+    engine_host: str = "127.0.0.1"
+    engine_port: int = Field(default=8001, ge=1, le=65535)
+    engine_max_model_len: int = Field(default=4096, ge=256)
+    engine_threads: int = Field(default=0, ge=0)
+    """CPU cores the engine computes on; 0 means all of them."""
+    engine_kv_cache_gb: int = Field(default=1, ge=1)
+    engine_start_timeout_s: float = Field(default=900.0, gt=0)
+    """Longest wait for the engine to answer `/health`, fetch and conversion not included."""
+    engine_max_restarts: int = Field(default=5, ge=0)
+    """Restarts after crashes before the supervisor gives up (the count resets after a healthy hour)."""
+    engine_extra_args: str = ""
+    """More `vllm serve` arguments, split like a shell would, e.g. `--enforce-eager`."""
+
+    def resolved_engine_python(self) -> Path:
+        return self.engine_python or self.engine_venv / "bin" / "python"

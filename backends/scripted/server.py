@@ -1,0 +1,197 @@
+"""A small OpenAI-compatible server that answers by script (see `script.py`), for tests and demos.
+
+python -m backends.scripted.server --port 8101 [--token-delay-ms 5] [--model scripted]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from backends.scripted.script import Reply, count_tokens, decide, prompted_call_text
+
+
+class MidStreamFailure(Exception):
+    """Raised inside the stream so the server drops the connection, as a crashing backend would."""
+
+
+def create_app(model: str = "scripted", token_delay_ms: float = 5.0, ttft_ms: float = 0.0) -> Starlette:
+    stats = {"requests": 0}
+
+    async def models(_: Request) -> Response:
+        return JSONResponse(
+            {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "scripted"}]}
+        )
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "requests": stats["requests"]})
+
+    async def completions(request: Request) -> Response:
+        stats["requests"] += 1
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, 400)
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return JSONResponse(
+                {"error": {"message": "messages is required", "type": "invalid_request_error"}}, 400
+            )
+        if body.get("model") != model:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"model {body.get('model')!r} not found",
+                        "type": "invalid_request_error",
+                    }
+                },
+                404,
+            )
+        reply = decide(body)
+        if reply.failure == "before":
+            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, 500)
+        delay = (reply.delay_ms if reply.delay_ms is not None else token_delay_ms) / 1000
+        if body.get("stream"):
+            return StreamingResponse(
+                _stream(body, reply, model, delay, ttft_ms / 1000), media_type="text/event-stream"
+            )
+        return JSONResponse(_completion(body, reply, model))
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/health", health),
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+        ]
+    )
+
+
+def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+async def _stream(
+    body: dict[str, Any], reply: Reply, model: str, delay: float, ttft: float
+) -> AsyncIterator[bytes]:
+    cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+    if ttft:
+        await asyncio.sleep(ttft)
+    yield _chunk(cid, model, {"role": "assistant", "content": ""})
+    tokens = reply.tokens()
+    if reply.tool_calls and reply.prompted:
+        tokens = [
+            prompted_call_text(reply.tool_calls)[i : i + 8]
+            for i in range(0, len(prompted_call_text(reply.tool_calls)), 8)
+        ]
+    sent = 0
+    for token in tokens:
+        if delay:
+            await asyncio.sleep(delay)
+        if reply.failure == "midstream" and sent == 3:
+            raise MidStreamFailure("scripted mid-stream failure")
+        if reply.failure == "garbage" and sent == 2:
+            yield b"data: {this is not json\n\n"
+            return
+        yield _chunk(cid, model, {"content": token})
+        sent += 1
+        if reply.hang:
+            await asyncio.sleep(3600)
+    if reply.tool_calls and not reply.prompted:
+        for index, (name, arguments) in enumerate(reply.tool_calls):
+            args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            call_id = f"call_{uuid.uuid4().hex[:12]}"
+            head = {
+                "index": index,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            yield _chunk(cid, model, {"tool_calls": [head]})
+            # Arguments arrive in pieces, as real servers send them.
+            for i in range(0, len(args), 6):
+                yield _chunk(
+                    cid, model, {"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 6]}}]}
+                )
+    if reply.failure == "nodone":
+        return
+    yield _chunk(cid, model, {}, "tool_calls" if reply.tool_calls else "stop")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {"prompt_tokens": count_tokens(body), "completion_tokens": max(sent, 1)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        final = {"id": cid, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+        yield f"data: {json.dumps(final)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def _completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls and reply.prompted:
+        message["content"] = prompted_call_text(reply.tool_calls)
+    elif reply.tool_calls:
+        message["content"] = None
+        message["tool_calls"] = [
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": n, "arguments": a if isinstance(a, str) else json.dumps(a)},
+            }
+            for n, a in reply.tool_calls
+        ]
+    completion_tokens = max(len(reply.tokens()), 1)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": count_tokens(body),
+            "completion_tokens": completion_tokens,
+            "total_tokens": count_tokens(body) + completion_tokens,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--model", default="scripted")
+    parser.add_argument("--token-delay-ms", type=float, default=5.0)
+    parser.add_argument("--ttft-ms", type=float, default=0.0, help="extra wait before the first chunk")
+    args = parser.parse_args()
+
+    import uvicorn
+
+    uvicorn.run(
+        create_app(args.model, args.token_delay_ms, args.ttft_ms),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+if __name__ == "__main__":
+    main()

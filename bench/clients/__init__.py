@@ -1,0 +1,1 @@
+"""How the bench speaks HTTP: engines that send prepared requests and timestamp every byte received."""

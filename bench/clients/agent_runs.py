@@ -1,0 +1,161 @@
+"""chatstack's agent API, as a user drives it: requests to send, and a run's timeline from its events.
+
+The timeline is what a client can see: when each event arrived. Time in the model is the sum of each
+model call's window (from the run's start, or from the tool results it answers, to its
+`message.completed`); time in tools is the union of `tool.started` → `tool.finished` windows; the rest
+of the run, from posting the message to `run.finished`, is chatstack's own time (plus the network).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.clients.exchange import Exchange, Request
+from bench.clients.sse import iter_events
+
+_JSON = (("content-type", "application/json"),)
+
+
+def _with_key(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    return _JSON + ((("authorization", f"Bearer {api_key}"),) if api_key else ())
+
+
+def conversation_request(backend: str | None, api_key: str | None = None) -> Request:
+    body = {"title": "bench"} | ({"backend": backend} if backend else {})
+    return Request("POST", "/api/conversations", json.dumps(body).encode(), _with_key(api_key))
+
+
+def message_request(
+    conversation_id: str, content: str, backend: str | None, api_key: str | None = None
+) -> Request:
+    body = {"content": content} | ({"backend": backend} if backend else {})
+    return Request(
+        "POST",
+        f"/api/conversations/{conversation_id}/messages",
+        json.dumps(body).encode(),
+        _with_key(api_key),
+    )
+
+
+def events_request(events_url: str, api_key: str | None = None) -> Request:
+    """GET the run's event stream (`events_url` may be absolute, as chatstack returns it)."""
+    parts = urlsplit(events_url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    headers = (("accept", "text/event-stream"),) + (
+        (("authorization", f"Bearer {api_key}"),) if api_key else ()
+    )
+    return Request("GET", path, b"", headers)
+
+
+def delete_request(conversation_id: str, api_key: str | None = None) -> Request:
+    return Request("DELETE", f"/api/conversations/{conversation_id}", b"", _with_key(api_key)[1:])
+
+
+def json_body(exchange: Exchange) -> dict[str, Any]:
+    """The JSON object of a 2xx response; raises ValueError naming the status and body otherwise."""
+    if not exchange.ok:
+        raise ValueError(exchange.error or f"HTTP {exchange.status}: {exchange.body()[:300]!r}")
+    data = json.loads(exchange.body())
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+@dataclass(slots=True)
+class RunTimeline:
+    first_event_at: float = 0.0
+    first_token_at: float = 0.0
+    first_answer_token_at: float = 0.0
+    finished_at: float = 0.0
+    llm_s: float = 0.0
+    tools_s: float = 0.0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    tool_names: list[str] = field(default_factory=list)
+    failed_tool_calls: int = 0
+    answer: str = ""
+    status: str = ""
+    error: str | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int = 0
+    server_timings: dict[str, Any] = field(default_factory=dict)
+
+
+def read_run_events(exchange: Exchange) -> RunTimeline:
+    """Everything a run's event stream says, stamped with arrival times."""
+    timeline = RunTimeline()
+    if not exchange.ok:
+        timeline.error = exchange.error or f"HTTP {exchange.status} on the event stream"
+        return timeline
+    call_start = 0.0
+    tool_windows: list[tuple[float, float]] = []
+    open_tools: dict[str, float] = {}
+    after_tools = False
+    for event in iter_events(exchange.chunks):
+        try:
+            data = json.loads(event.data) if event.data else {}
+        except ValueError:
+            timeline.error = f"an event is not JSON: {event.data[:120]!r}"
+            continue
+        if not timeline.first_event_at:
+            timeline.first_event_at = event.at
+        kind = event.event
+        if kind == "run.started":
+            call_start = event.at
+        elif kind == "message.delta":
+            timeline.first_token_at = timeline.first_token_at or event.at
+            if not timeline.first_answer_token_at or after_tools:
+                timeline.first_answer_token_at = event.at
+                after_tools = False
+            timeline.answer += str(data.get("text", ""))
+        elif kind == "message.completed":
+            timeline.llm_calls += 1
+            if call_start:
+                timeline.llm_s += event.at - call_start
+            call_start = 0.0
+            timeline.answer = str(data.get("content") or timeline.answer)
+        elif kind == "tool.started":
+            timeline.tool_calls += 1
+            timeline.tool_names.append(str(data.get("name")))
+            open_tools[str(data.get("call_id"))] = event.at
+            if data.get("arguments") is None:
+                timeline.failed_tool_calls += 1
+        elif kind == "tool.finished":
+            started = open_tools.pop(str(data.get("call_id")), event.at)
+            tool_windows.append((started, event.at))
+            if data.get("error"):
+                timeline.failed_tool_calls += 1
+            if not open_tools:
+                call_start, after_tools = event.at, True
+        elif kind == "run.error":
+            timeline.error = f"run.error {data.get('code')}: {data.get('message')}"
+        elif kind == "run.finished":
+            timeline.finished_at = event.at
+            timeline.status = str(data.get("status"))
+            timeline.server_timings = dict(data.get("timings") or {})
+            usage = data.get("usage") or {}
+            timeline.prompt_tokens = usage.get("prompt_tokens")
+            timeline.output_tokens = int(usage.get("completion_tokens") or 0)
+    timeline.tools_s = _union(tool_windows)
+    if timeline.error is None:
+        if not timeline.finished_at:
+            timeline.error = "the event stream ended without run.finished"
+        elif timeline.status != "completed":
+            timeline.error = f"run {timeline.status}"
+        elif not timeline.answer.strip():
+            timeline.error = "empty answer"
+    return timeline
+
+
+def _union(windows: list[tuple[float, float]]) -> float:
+    """Total time covered by possibly overlapping windows (parallel tool calls count once)."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(windows):
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total

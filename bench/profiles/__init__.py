@@ -1,0 +1,1 @@
+"""Ready-made option files for `chatstack bench --config` (quick.yaml, full.yaml)."""

@@ -1,0 +1,1 @@
+"""What is being measured: an OpenAI-compatible endpoint, or chatstack's agent runs."""

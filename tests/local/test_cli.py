@@ -1,0 +1,47 @@
+"""`chatstack model ...` commands that need neither the network nor the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from backends.local.cli import model_app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSTACK_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CHATSTACK_ENGINE_VENV", str(tmp_path / "venv"))
+    monkeypatch.delenv("CHATSTACK_MODEL", raising=False)
+    monkeypatch.delenv("CHATSTACK_ENGINE_PYTHON", raising=False)
+
+
+def test_list_shows_the_catalogue_and_the_cache() -> None:
+    result = runner.invoke(model_app, ["list"])
+    assert result.exit_code == 0
+    assert "qwen2.5-coder-0.5b" in result.stdout
+    assert "qwen2.5-coder-1.5b" in result.stdout
+    assert "not fetched" in result.stdout
+
+
+def test_unknown_model_is_a_usage_error() -> None:
+    result = runner.invoke(model_app, ["fetch", "--model", "gpt-5"])
+    assert result.exit_code == 2
+    assert "no model named 'gpt-5' in the catalogue" in result.stderr
+
+
+def test_path_of_a_model_not_fetched_says_how_to_fetch_it() -> None:
+    result = runner.invoke(model_app, ["path", "--model", "qwen2.5-coder-1.5b"])
+    assert result.exit_code == 1
+    assert "chatstack model fetch --model qwen2.5-coder-1.5b" in result.stderr
+
+
+def test_status_without_the_engine() -> None:
+    result = runner.invoke(model_app, ["status"])
+    assert result.exit_code == 0
+    assert "engine: not installed" in result.stdout
+    assert "not fetched" in result.stdout

@@ -1,0 +1,107 @@
+"""Start and stop real server processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def start_process(
+    args: list[str],
+    *,
+    health_url: str,
+    base_url: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float = 60,
+) -> ServerProcess:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("ab")
+    full_env = {**os.environ, **env}
+    process = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = ServerProcess(process, base_url, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args[0]} exited with {process.returncode}:\n{server.log()[-3000:]}")
+        try:
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"{args} did not become healthy in {timeout}s:\n{server.log()[-3000:]}")
+
+
+def start_scripted_backend(
+    log_dir: Path, token_delay_ms: float = 2.0, port: int | None = None
+) -> ServerProcess:
+    port = port or free_port()
+    return start_process(
+        [
+            str(BIN / "python"),
+            "-m",
+            "backends.scripted.server",
+            "--port",
+            str(port),
+            "--token-delay-ms",
+            str(token_delay_ms),
+        ],
+        health_url=f"http://127.0.0.1:{port}/health",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        env={},
+        log_path=log_dir / f"scripted-{port}.log",
+    )
+
+
+def start_chatstack(env: Mapping[str, str], log_dir: Path, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
+    return start_process(
+        [str(BIN / "chatstack"), "serve", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        base_url=f"http://127.0.0.1:{port}",
+        env={"CHATSTACK_LOG_LEVEL": "INFO", **env},
+        log_path=log_dir / f"chatstack-{port}.log",
+    )

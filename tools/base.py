@@ -1,0 +1,52 @@
+"""The contract every tool implements, and the values tools hand back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A citation the client can show as a link."""
+
+    title: str
+    url: str
+    snippet: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """What one tool call produced.
+
+    `content` is the text the model reads. `error` is set when the call failed; the content then
+    explains the failure in words the model can relay, because tool errors are fed back, not raised.
+    """
+
+    content: str
+    sources: list[Source] = field(default_factory=list)
+    error: str | None = None
+
+
+class Tool(Protocol):
+    """A callable the agent can offer to a model."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """JSON schema of the arguments object."""
+        ...
+
+    async def run(self, arguments: dict[str, Any]) -> ToolOutput:
+        """Run the tool. Must not raise for bad arguments or provider failures: return an error output."""
+        ...
+
+
+def error_output(message: str) -> ToolOutput:
+    """A failed call, phrased for the model."""
+    return ToolOutput(content=f"Error: {message}", error=message)

@@ -1,0 +1,355 @@
+"""What each user action does: calls to the API, turned into screen updates.
+
+Handlers know nothing about Gradio components; they return `Screen` updates (None = unchanged)
+that `layout.py` maps onto the page. Only `follow` streams: it yields an update per batch of run
+events.
+
+Every action gets the page's API key first and calls the API with it (with authentication off, the
+key is ignored: everything is the `local` user's). When the API refuses the key, the `Unauthorized`
+it raises is left to propagate: `layout.py` answers it, for every action alike, with the sign-in view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import AsyncIterator
+
+from ui.api_client import ApiError, ApiUnreachable, ChatstackClient, Unauthorized, export_href
+from ui.api_models import BackendList, ConversationDetail
+from ui.backend_menu import backend_choices, backend_info, resolve_choice
+from ui.coalesce import coalesce
+from ui.conversation_view import conversation_items
+from ui.render import ChatItem, RunView, writers
+from ui.screen import (
+    KEY_NO_LONGER_ACCEPTED,
+    KEY_REFUSED,
+    NEW_CHAT_TITLE,
+    NO_KEY_ENTERED,
+    Screen,
+    account_html,
+    sign_in_message,
+    signed_out,
+)
+
+MAX_TITLE_CHARS = 200
+CONVERSATIONS_SHOWN = 200
+
+
+class Handlers:
+    """Shared by all browser sessions; per-session values (the key first) come in as arguments.
+
+    Every action but `follow` is a short request/response. Actions that start or reveal a running
+    answer set `Screen.live_run`, and the page then calls `follow` for it.
+    """
+
+    def __init__(
+        self, client: ChatstackClient, *, auth_required: bool = False, stream_window_s: float = 0.08
+    ) -> None:
+        self.client = client
+        self.auth_required = auth_required
+        self.stream_window_s = stream_window_s
+        # The same for every user, so one copy serves all sessions.
+        self._backends: BackendList | None = None
+
+    def api(self, key: str) -> ChatstackClient:
+        """The API as this page's user sees it. Without a key (with authentication on) there is no
+        user to act for: the page must sign in first."""
+        if not self.auth_required:
+            return self.client
+        if not key:
+            raise Unauthorized("not signed in")
+        return self.client.with_key(key)
+
+    # signing in
+
+    async def start(self, key: str, conversation_id: str) -> Screen:
+        """The page loaded, with the key the browser kept and maybe a conversation id from its URL."""
+        if self.auth_required and not key:
+            return signed_out(keep_conversation=True)
+        api = self.api(key)
+        try:
+            try:
+                listing = await self._load_backends(api)
+            except ApiError as exc:
+                screen = await self._new_chat(api, None)
+                screen.notice = _problem(exc)
+                return self._signed_in(screen, key)
+            screen = (
+                await self._open(api, conversation_id) if conversation_id else await self._new_chat(api, None)
+            )
+        except Unauthorized:
+            return signed_out(KEY_NO_LONGER_ACCEPTED, keep_conversation=True)
+        screen.backends = backend_choices(listing)
+        return self._signed_in(screen, key)
+
+    async def sign_in(self, entered: str, conversation_id: str) -> Screen:
+        """Check the key by using it, then show the chat (and the conversation in the URL, if any)."""
+        key = entered.strip()
+        if not key:
+            return Screen(sign_in_error=sign_in_message(NO_KEY_ENTERED))
+        api = self.client.with_key(key)
+        try:
+            listing = await self._load_backends(api)
+            if conversation_id:
+                # It may be another user's conversation (the URL was theirs): then just a new chat.
+                screen = await self._open(api, conversation_id, quiet_if_missing=True)
+            else:
+                screen = await self._new_chat(api, None)
+        except Unauthorized:
+            return Screen(sign_in_error=sign_in_message(KEY_REFUSED))
+        except ApiError as exc:
+            return Screen(sign_in_error=sign_in_message(_problem(exc)))
+        screen.backends = backend_choices(listing)
+        screen.key_input = ""
+        return self._signed_in(screen, key)
+
+    async def sign_out(self) -> Screen:
+        """Forget the key in this browser (the key itself stays valid: it is not this page's to revoke)."""
+        return signed_out()
+
+    # navigation
+
+    async def open(self, key: str, conversation_id: str) -> Screen:
+        """Show a conversation; if an answer is still being written, the page follows it."""
+        return await self._open(self.api(key), conversation_id)
+
+    async def new_chat(self, key: str, backend: str | None) -> Screen:
+        """An empty chat; the conversation is created on the server with its first message."""
+        return await self._new_chat(self.api(key), backend)
+
+    # answering
+
+    async def send(self, key: str, text: str, conversation_id: str, backend: str | None) -> Screen:
+        if not text.strip():
+            return Screen()
+        api = self.api(key)
+        try:
+            if not conversation_id:
+                conversation_id = (await api.create_conversation(backend or None)).id
+            started = await api.send_message(conversation_id, text, backend or None)
+            screen = await self._show(api, await api.conversation(conversation_id), started.run_id)
+        except ApiError as exc:
+            return Screen(notice=_problem(exc))
+        screen.composer = ""
+        return screen
+
+    async def regenerate(self, key: str, conversation_id: str, backend: str | None) -> Screen:
+        """Answer the last question again; the server replaces the previous answer and its steps."""
+        if not conversation_id:
+            return Screen()
+        api = self.api(key)
+        try:
+            started = await api.regenerate(conversation_id, backend or None)
+            return await self._show(api, await api.conversation(conversation_id), started.run_id)
+        except ApiError as exc:
+            return Screen(notice=_problem(exc))
+
+    async def follow(self, key: str, run_id: str, conversation_id: str) -> AsyncIterator[Screen]:
+        """Show the run's answer as it is written, from its first event (so a reload misses nothing)."""
+        if not run_id or not conversation_id:
+            return
+        api = self.api(key)
+        try:
+            detail = await api.conversation(conversation_id)
+        except ApiError as exc:
+            yield Screen(notice=_problem(exc))
+            return
+        expected = self._choice(detail.backend)
+        history = conversation_items(detail.messages, detail.runs, run_id, expected)
+        view = RunView()
+        shown: list[ChatItem] | None = None
+        finished: ConversationDetail | None = None
+        try:
+            async for batch in coalesce(api.events(run_id), self.stream_window_s):
+                for event in batch:
+                    view.apply(event)
+                if view.finished and finished is None:
+                    # Which backend wrote the answer is stored, not streamed: read it before the
+                    # footer is first drawn, so that it is drawn once.
+                    finished = await self._reread(api, conversation_id)
+                    if finished is not None:
+                        replies = [m for m in finished.messages if m.run_id == run_id]
+                        view.answered_by = writers(replies, expected)
+                shown = history + view.messages()
+                yield Screen(chat=shown)
+        except ApiError as exc:
+            view.lose_connection(exc.message if isinstance(exc, ApiUnreachable) else _problem(exc))
+        final = history + view.messages()
+        yield Screen(
+            # Sending an unchanged chat again would redraw it and close the steps the user opened.
+            chat=final if final != shown else None,
+            busy=False,
+            # The first message titles a new conversation, and every answer moves it to the top.
+            title=finished.title if finished is not None else None,
+            conversations=await self._conversation_choices_or_none(api),
+        )
+
+    async def stop(self, key: str, conversation_id: str) -> Screen:
+        """Cancel the running answer on the server; the followed stream then shows it stopped."""
+        if not conversation_id:
+            return Screen()
+        api = self.api(key)
+        try:
+            detail = await api.conversation(conversation_id)
+            if detail.active_run_id:
+                await api.cancel_run(detail.active_run_id)
+        except ApiError as exc:
+            return Screen(notice=_problem(exc))
+        return Screen()
+
+    # conversation settings
+
+    async def rename(self, key: str, conversation_id: str, title: str, known_title: str) -> Screen:
+        title = " ".join(title.split())[:MAX_TITLE_CHARS]
+        if not conversation_id or title == known_title:
+            return Screen()
+        if not title:
+            return Screen(title=known_title)
+        api = self.api(key)
+        try:
+            conversation = await api.update_conversation(conversation_id, title=title)
+        except ApiError as exc:
+            return Screen(title=known_title, notice=_problem(exc))
+        return Screen(title=conversation.title, conversations=await self._conversation_choices_or_none(api))
+
+    async def choose_backend(self, key: str, conversation_id: str, backend: str) -> Screen:
+        """Remember the choice with the conversation; it applies from the next message."""
+        screen = Screen(backend_info=backend_info(self._backends, backend))
+        if conversation_id and backend:
+            try:
+                await self.api(key).update_conversation(conversation_id, backend=backend)
+            except ApiError as exc:
+                screen.notice = _problem(exc)
+        return screen
+
+    async def refresh_backends(self, key: str, backend: str | None) -> Screen:
+        """Fresh health for the selector (called periodically)."""
+        if self.auth_required and not key:
+            return Screen()  # the sign-in view is up; redrawing it would clear what is being typed
+        try:
+            listing = await self._load_backends(self.api(key))
+        except ApiError:
+            return Screen()
+        chosen = resolve_choice(listing, backend)
+        return Screen(
+            backends=backend_choices(listing), backend=chosen, backend_info=backend_info(listing, chosen)
+        )
+
+    async def delete(self, key: str, conversation_id: str, backend: str | None) -> Screen:
+        if not conversation_id:
+            return Screen(confirm_delete=False)
+        api = self.api(key)
+        try:
+            await api.delete_conversation(conversation_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                return Screen(confirm_delete=False, notice=_problem(exc))
+        screen = await self._new_chat(api, backend)
+        screen.notice = "Conversation deleted."
+        return screen
+
+    # internals
+
+    def _signed_in(self, screen: Screen, key: str) -> Screen:
+        screen.signed_in = True
+        screen.sign_in_error = ""
+        if self.auth_required:
+            screen.api_key = key
+            screen.account = account_html(key)
+        return screen
+
+    async def _open(
+        self, api: ChatstackClient, conversation_id: str, *, quiet_if_missing: bool = False
+    ) -> Screen:
+        try:
+            detail = await api.conversation(conversation_id)
+        except ApiError as exc:
+            screen = await self._new_chat(api, None)
+            if exc.status != 404:
+                screen.notice = _problem(exc)
+            elif not quiet_if_missing:
+                screen.notice = "That conversation no longer exists."
+            return screen
+        return await self._show(api, detail, detail.active_run_id)
+
+    async def _new_chat(self, api: ChatstackClient, backend: str | None) -> Screen:
+        chosen = self._choice(backend)
+        return Screen(
+            chat=[],
+            conversation_id="",
+            live_run="",
+            conversations=await self._conversation_choices_or_none(api),
+            title=NEW_CHAT_TITLE,
+            backend=chosen,
+            backend_info=backend_info(self._backends, chosen),
+            exports="",
+            busy=False,
+            confirm_delete=False,
+        )
+
+    async def _show(
+        self, api: ChatstackClient, detail: ConversationDetail, live_run_id: str | None
+    ) -> Screen:
+        if self._backends is None:
+            with contextlib.suppress(ApiError):
+                await self._load_backends(api)
+        choice = self._choice(detail.backend)
+        chat = conversation_items(detail.messages, detail.runs, live_run_id, choice)
+        if live_run_id:
+            chat += RunView().messages()  # "Thinking…" until the stream catches up
+        return Screen(
+            chat=chat,
+            conversation_id=detail.id,
+            live_run=live_run_id or "",
+            conversations=await self._conversation_choices_or_none(api),
+            title=detail.title,
+            backend=choice,
+            backend_info=backend_info(self._backends, choice),
+            exports=exports_html(detail.id),
+            busy=live_run_id is not None,
+            confirm_delete=False,
+        )
+
+    async def _load_backends(self, api: ChatstackClient) -> BackendList:
+        self._backends = await api.backends()
+        return self._backends
+
+    def _choice(self, name: str | None) -> str | None:
+        """The backend a conversation's answers come from: its own choice if still offered, else the
+        default (None while the backends are unknown)."""
+        return resolve_choice(self._backends, name) if self._backends is not None else name
+
+    async def _reread(self, api: ChatstackClient, conversation_id: str) -> ConversationDetail | None:
+        try:
+            return await api.conversation(conversation_id)
+        except ApiError:
+            return None
+
+    async def _conversation_choices_or_none(self, api: ChatstackClient) -> list[tuple[str, str]] | None:
+        try:
+            listing = await api.conversations(limit=CONVERSATIONS_SHOWN)
+        except ApiError:
+            return None
+        return [(c.title, c.id) for c in listing.items]
+
+
+def exports_html(conversation_id: str) -> str:
+    markdown = html.escape(export_href(conversation_id, "markdown"), quote=True)
+    json_ = html.escape(export_href(conversation_id, "json"), quote=True)
+    return (
+        '<div class="cs-exports"><span class="cs-exports-label">Export</span>'
+        f'<a class="cs-link-button" href="{markdown}" download>Markdown</a>'
+        f'<a class="cs-link-button" href="{json_}" download>JSON</a></div>'
+    )
+
+
+def _problem(exc: ApiError) -> str:
+    """A sentence for a toast, from an API error."""
+    if isinstance(exc, ApiUnreachable):
+        return "chatstack's API is not answering. Check that the server is running, then try again."
+    if exc.code == "run_in_progress":
+        return "An answer is still being written. Stop it or wait for it to finish, then try again."
+    if exc.code == "nothing_to_regenerate":
+        return "There is no answer to regenerate yet."
+    return exc.message or f"The request failed ({exc.status})."

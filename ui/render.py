@@ -1,0 +1,443 @@
+"""What the chat shows: run events and stored messages turned into Chatbot messages.
+
+Pure functions and plain data, so the whole look of an answer is testable without a browser.
+A run (one answer) is a `RunView`: text parts and tool steps in the order they happened, then a
+notice if it failed and a footer with its outcome and timings.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from gradio.components.chatbot import MetadataDict, NormalizedMessageDict
+
+from ui.api_models import AUTO_BACKEND, Message, Run, RunEvent, RunStatus, Source
+
+ChatItem = NormalizedMessageDict
+"""One Chatbot message; the content is a text part, which Gradio shows as-is (`str` content would be
+passed through `inspect.cleandoc`, which strips indentation from answers)."""
+
+TextStatus = Literal["streaming", "complete", "cancelled", "error", "interrupted"]
+
+MAX_TITLE_ARG_CHARS = 80
+MAX_SNIPPET_CHARS = 220
+MAX_TOOL_OUTPUT_CHARS = 2000
+
+
+def chat_item(
+    role: Literal["user", "assistant"], text: str, metadata: MetadataDict | None = None
+) -> ChatItem:
+    item: ChatItem = {"role": role, "content": [{"type": "text", "text": text}]}
+    if metadata is not None:
+        item["metadata"] = metadata
+    return item
+
+
+# Markdown safety: tool arguments and search results are untrusted text.
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def md_escape(text: str) -> str:
+    """Text that renders literally in Markdown (and cannot open a link or an HTML tag)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def inline_code(text: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def code_block(text: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def safe_url(url: str) -> str | None:
+    """The URL if it is http(s), with the characters that would end a Markdown link encoded."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(url.strip(), safe=":/?#@!$&'*+,;=%~-._[]")
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# Run parts
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    status: TextStatus = "streaming"
+
+
+@dataclass(slots=True)
+class ToolStep:
+    call_id: str
+    name: str
+    arguments: dict[str, Any] | str
+    done: bool = False
+    output: str = ""
+    sources: list[Source] = field(default_factory=list)
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    ttft_ms: float | None
+    total_ms: float | None
+    tool_calls: int
+
+
+@dataclass(slots=True)
+class RunView:
+    """One answer as it is shown, built from live events or from the stored conversation."""
+
+    parts: list[TextPart | ToolStep] = field(default_factory=list)
+    outcome: RunStatus | None = None
+    """None while the answer is still running."""
+    error_code: str | None = None
+    error_message: str | None = None
+    timings: Timings | None = None
+    answered_by: tuple[str, ...] = ()
+    """The backends that wrote this answer, when they are not the conversation's (see `writers`)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None and self.outcome != "running"
+
+    def apply(self, event: RunEvent) -> None:
+        """Fold one event of the run's stream into the view."""
+        data = event.data
+        if event.type == "message.delta":
+            self._delta(str(data.get("text", "")))
+        elif event.type == "message.completed":
+            self._completed(str(data.get("content", "")), _text_status(data.get("status")))
+        elif event.type == "tool.started":
+            self._tool_started(str(data.get("call_id", "")), str(data.get("name", "")), data.get("arguments"))
+        elif event.type == "tool.finished":
+            step = self._tool_started(str(data.get("call_id", "")), str(data.get("name", "")), None)
+            step.done = True
+            step.output = str(data.get("output") or "")
+            step.sources = _sources(data.get("sources"))
+            step.error = str(data["error"]) if data.get("error") else None
+            step.duration_ms = _number(data.get("duration_ms"))
+        elif event.type == "run.error":
+            self.error_code = str(data.get("code") or "internal_error")
+            self.error_message = str(data.get("message") or "")
+        elif event.type == "run.finished":
+            raw = data.get("timings")
+            timings: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            self._finish(
+                _run_status(data.get("status")),
+                Timings(
+                    ttft_ms=_number(timings.get("ttft_ms")),
+                    total_ms=_number(timings.get("total_ms")),
+                    tool_calls=int(_number(timings.get("tool_calls")) or 0),
+                ),
+            )
+
+    def lose_connection(self, detail: str) -> None:
+        """The event stream could not be followed any further; the answer may still be running."""
+        self.error_code, self.error_message = "connection_lost", detail
+
+    @classmethod
+    def from_history(
+        cls, replies: Sequence[Message], run: Run | None, conversation_backend: str | None = None
+    ) -> RunView:
+        """A finished answer from its stored assistant and tool messages, and its run record."""
+        view = cls(answered_by=writers(replies, conversation_backend))
+        steps: dict[str, ToolStep] = {}
+        for message in replies:
+            if message.role == "assistant":
+                if message.content or message.status != "complete":
+                    view.parts.append(TextPart(message.content, message.status))
+                for call in message.tool_calls:
+                    step = ToolStep(call.id, call.name, _parse_arguments(call.arguments))
+                    steps[call.id] = step
+                    view.parts.append(step)
+            elif message.role == "tool":
+                step = steps.get(message.tool_call_id or "") or ToolStep(
+                    message.tool_call_id or "", message.name or "tool", {}
+                )
+                if step.call_id not in steps:
+                    view.parts.append(step)
+                step.done = True
+                step.output = message.content
+                step.sources = list(message.sources)
+                step.error = "failed" if message.status == "error" else None
+                step.duration_ms = message.duration_ms
+        if run is None:
+            # The run's record could not be read: show the stored text, without outcome or timings.
+            view._finish("completed", None)
+        else:
+            view.error_code, view.error_message = run.error_code, run.error_message
+            timings = Timings(run.ttft_ms, run.total_ms, run.tool_calls)
+            view._finish(run.status, timings if run.status != "running" else None)
+        return view
+
+    def messages(self) -> list[ChatItem]:
+        items = []
+        for part in self.parts:
+            if isinstance(part, ToolStep):
+                items.append(tool_step_item(part))
+            elif part.text:
+                items.append(chat_item("assistant", part.text))
+        if self.error_code:
+            items.append(chat_item("assistant", error_notice(self.error_code, self.error_message or "")))
+        elif not self.finished and not self._visibly_working():
+            items.append(chat_item("assistant", THINKING))
+        if self.finished and (self.timings is not None or self.outcome != "completed" or self.answered_by):
+            items.append(chat_item("assistant", footer(self.outcome, self.timings, self.answered_by)))
+        return items
+
+    # internals
+
+    def _visibly_working(self) -> bool:
+        last = self.parts[-1] if self.parts else None
+        if isinstance(last, ToolStep):
+            return not last.done
+        return isinstance(last, TextPart) and last.status == "streaming" and bool(last.text)
+
+    def _streaming_part(self) -> TextPart | None:
+        last = self.parts[-1] if self.parts else None
+        return last if isinstance(last, TextPart) and last.status == "streaming" else None
+
+    def _delta(self, text: str) -> None:
+        part = self._streaming_part()
+        if part is None:
+            self.parts.append(TextPart(text))
+        else:
+            part.text += text
+
+    def _completed(self, content: str, status: TextStatus) -> None:
+        part = self._streaming_part()
+        if part is None:
+            part = TextPart(content, status)
+            self.parts.append(part)
+        # The completed message is authoritative: deltas may have been coalesced or cut short.
+        part.text, part.status = content, status
+        if not content:
+            self.parts.remove(part)
+
+    def _tool_started(self, call_id: str, name: str, arguments: Any) -> ToolStep:
+        for part in self.parts:
+            if isinstance(part, ToolStep) and part.call_id == call_id:
+                return part
+        args: dict[str, Any] | str = arguments if isinstance(arguments, dict | str) else {}
+        step = ToolStep(call_id, name or "tool", args)
+        self.parts.append(step)
+        return step
+
+    def _finish(self, outcome: RunStatus, timings: Timings | None) -> None:
+        self.outcome, self.timings = outcome, timings
+        final: TextStatus = "complete" if outcome == "completed" else "cancelled"
+        for part in self.parts:
+            if isinstance(part, TextPart) and part.status == "streaming":
+                part.status = final
+            elif isinstance(part, ToolStep):
+                part.done = True
+
+
+THINKING = '<span class="cs-thinking" aria-label="Thinking">Thinking…</span>'
+
+
+# Tool steps
+
+
+def tool_arguments_text(step: ToolStep, key: str) -> str:
+    if isinstance(step.arguments, dict):
+        value = step.arguments.get(key)
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return step.arguments
+
+
+def tool_title(step: ToolStep) -> str:
+    if step.name == "web_search":
+        subject = shorten(tool_arguments_text(step, "query"), MAX_TITLE_ARG_CHARS)
+        verbs = ("Searching the web", "Searched the web", "Web search failed")
+    elif step.name == "calculator":
+        subject = shorten(tool_arguments_text(step, "expression"), MAX_TITLE_ARG_CHARS)
+        verbs = ("Calculating", "Calculated", "Calculation failed")
+    else:
+        subject = step.name
+        verbs = ("Using", "Used", "Failed")
+    verb = verbs[2] if step.error else verbs[1] if step.done else verbs[0]
+    # Gradio renders thought titles as Markdown.
+    return f"{verb}: {md_escape(subject)}"
+
+
+def tool_body(step: ToolStep) -> str:
+    if not step.done:
+        return "Waiting for the result…"
+    if step.error:
+        return md_escape(_strip_error_prefix(step.output) or step.error)
+    if step.name == "web_search":
+        return sources_markdown(step.sources) if step.sources else "No results."
+    if step.name == "calculator":
+        expression = inline_code(tool_arguments_text(step, "expression"))
+        return f"{expression} = **{md_escape(step.output.strip())}**"
+    arguments = step.arguments if isinstance(step.arguments, str) else json.dumps(step.arguments)
+    return f"Arguments: {inline_code(arguments)}\n\n{code_block(shorten_block(step.output))}"
+
+
+def shorten_block(text: str, limit: int = MAX_TOOL_OUTPUT_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def sources_markdown(sources: Sequence[Source]) -> str:
+    lines = []
+    for number, source in enumerate(sources, 1):
+        url = safe_url(source.url)
+        host = urlsplit(source.url).netloc
+        title = md_escape(shorten(source.title or host or source.url, 120))
+        link = f"[{title}]({url})" if url else title
+        line = f"{number}. {link} · {md_escape(host)}" if host else f"{number}. {link}"
+        if source.snippet:
+            line += f"  \n   {md_escape(shorten(source.snippet, MAX_SNIPPET_CHARS))}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def tool_step_item(step: ToolStep) -> ChatItem:
+    metadata: MetadataDict = {
+        "title": tool_title(step),
+        "id": step.call_id,
+        "status": "done" if step.done else "pending",
+    }
+    if step.duration_ms is not None:
+        # Seconds; Gradio shows sub-second values in ms and hides a duration of 0.
+        metadata["duration"] = round(step.duration_ms / 1000, 4)
+    return chat_item("assistant", tool_body(step), metadata)
+
+
+# Notices and the footer
+
+_ERRORS: Mapping[str, tuple[str, str]] = {
+    "backend_unavailable": (
+        "The model backend is not reachable",
+        "Pick another backend from the menu at the top, or try again in a moment.",
+    ),
+    "backend_timeout": ("The model backend took too long to answer", "Try again, or pick another backend."),
+    "backend_http_error": ("The model backend returned an error", "Try again, or pick another backend."),
+    "backend_bad_response": (
+        "The model backend sent a reply chatstack could not read",
+        "Try again, or pick another backend.",
+    ),
+    "step_limit": ("Step limit reached", ""),
+    "interrupted": ("Interrupted", "Use regenerate to ask again."),
+    "connection_lost": ("Lost the connection to chatstack", "Reload the page to pick the answer back up."),
+}
+
+
+def error_notice(code: str, message: str) -> str:
+    title, hint = _ERRORS.get(code, _UNKNOWN_ERROR)
+    lines = [f"⚠ **{title}.**"]
+    if message:
+        lines.append(md_escape(message))
+    if hint:
+        lines.append(f"*{hint}*")
+    return "  \n".join(lines)
+
+
+_UNKNOWN_ERROR = ("Something went wrong", "Try again; if it keeps failing, see the server log.")
+
+_OUTCOME_BADGES: Mapping[str, str] = {
+    "cancelled": "Stopped",
+    "interrupted": "Interrupted",
+    "failed": "Failed",
+}
+
+
+def duration_text(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def timing_text(timings: Timings) -> str:
+    parts = []
+    if timings.ttft_ms is not None:
+        parts.append(f"first token {duration_text(timings.ttft_ms)}")
+    if timings.total_ms is not None:
+        parts.append(f"total {duration_text(timings.total_ms)}")
+    calls = timings.tool_calls
+    parts.append("no tool calls" if calls == 0 else "1 tool call" if calls == 1 else f"{calls} tool calls")
+    return " · ".join(parts)
+
+
+def footer(outcome: RunStatus | None, timings: Timings | None, answered_by: Sequence[str] = ()) -> str:
+    badge = _OUTCOME_BADGES.get(outcome or "")
+    pieces = []
+    if badge:
+        pieces.append(f'<span class="cs-badge cs-badge-{outcome}">{badge}</span>')
+    line = [timing_text(timings)] if timings is not None else []
+    if answered_by:
+        line.append(f"by {_names(answered_by)}")
+    if line:
+        pieces.append(f'<span class="cs-timing">{html.escape(" · ".join(line))}</span>')
+    return f'<div class="cs-meta">{" ".join(pieces)}</div>'
+
+
+def writers(replies: Sequence[Message], conversation_backend: str | None) -> tuple[str, ...]:
+    """The backends that wrote an answer's messages, in order, if any is not `conversation_backend`.
+
+    With `auto` (or after a failover) an answer is written by backends other than the one the
+    conversation names; that is worth a word under the answer, the usual case is not.
+    """
+    names: dict[str, None] = {}
+    for message in replies:
+        # A stopped or failed answer's partial text is stored under the run's choice (`auto`), which
+        # names no writer.
+        if message.role == "assistant" and message.backend and message.backend != AUTO_BACKEND:
+            names.setdefault(message.backend)
+    return tuple(names) if any(n != conversation_backend for n in names) else ()
+
+
+def _names(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+# helpers
+
+
+def _text_status(value: Any) -> TextStatus:
+    return value if value in ("complete", "cancelled", "error", "interrupted") else "complete"
+
+
+def _run_status(value: Any) -> RunStatus:
+    return value if value in ("completed", "cancelled", "failed", "interrupted") else "failed"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _sources(value: Any) -> list[Source]:
+    if not isinstance(value, list):
+        return []
+    return [Source.model_validate(s) for s in value if isinstance(s, dict) and isinstance(s.get("url"), str)]
+
+
+def _parse_arguments(text: str) -> dict[str, Any] | str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
+def _strip_error_prefix(text: str) -> str:
+    return text.removeprefix("Error:").strip()
