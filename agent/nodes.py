@@ -39,7 +39,9 @@ async def call_model(state: AgentState, runtime: Runtime[AgentContext]) -> dict[
     step = state["steps"] + 1
     history = state["messages"]
     after_tools = answer_step_policy.after_tool_results(history)
-    answer_step = ctx.answer_step != "none" and after_tools
+    # After a failed call the model keeps its tools, so it can correct the call (a small model writes
+    # `2^20` or names a tool that does not exist); an answer step then would only explain the error.
+    answer_step = ctx.answer_step != "none" and after_tools and not state["tool_errors"]
     # With a separate answerer (auto routing), the answer after a tool round is its job.
     answerer = ctx.answerer if ctx.answerer is not None and after_tools else None
     final_step = step >= ctx.max_steps or answer_step or answerer is not None
@@ -135,7 +137,10 @@ async def call_tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[
     ctx = runtime.context
     calls = tool_calls_of(state["messages"][-1])
     outputs = await asyncio.gather(*(_run_tool(ctx, call) for call in calls))
-    return {"messages": [tool_message(call, out.content) for call, out in zip(calls, outputs, strict=True)]}
+    return {
+        "messages": [tool_message(call, out.content) for call, out in zip(calls, outputs, strict=True)],
+        "tool_errors": any(out.error is not None for out in outputs),
+    }
 
 
 async def _run_tool(ctx: AgentContext, call: ToolCall) -> ToolOutput:

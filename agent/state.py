@@ -15,3 +15,5 @@ class AgentState(TypedDict):
     steps: int
     """Model calls made so far in this run."""
     outcome: Outcome
+    tool_errors: bool
+    """Whether any call of the last tool round failed (the answer step then waits: see nodes)."""

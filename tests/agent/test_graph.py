@@ -219,6 +219,21 @@ async def test_answer_step_inline_puts_question_and_results_in_one_message() -> 
     assert '- echo({"text": "a"}) returned: echo: a' in last
 
 
+async def test_answer_step_waits_until_a_tool_round_succeeds() -> None:
+    # The model misnames the tool first: it keeps its tools to correct the call, and the answer step
+    # comes only after a round without errors.
+    model = ScriptedModel(
+        [native_call("ecko", '{"text": "a"}'), native_call("echo", '{"text": "a"}', "call_2"), text("a")]
+    )
+    rec = Recorder()
+    result = await run_agent(context(model, rec, answer_step="nudge"), USER)
+    assert result.outcome == "answered"
+    assert [r["tools"] is not None for r in model.requests] == [True, True, False]
+    assert "no tool named 'ecko'" in model.requests[1]["messages"][-1]["content"]
+    assert model.requests[2]["messages"][-1]["content"] == "Now answer my question in plain words."
+    assert [e.error is not None for e in rec.of(ToolFinished)] == [True, False]
+
+
 async def test_answer_step_does_not_change_the_first_call() -> None:
     model = ScriptedModel([text("direct")])
     await run_agent(context(model, Recorder(), answer_step="nudge"), USER)

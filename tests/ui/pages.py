@@ -64,13 +64,22 @@ def sign_in(page: Any, stack: Stack, key: str) -> None:
 
 
 def wait_for_run_to_finish(
-    stack: Stack, conversation: str, timeout_s: float = 30, key: str | None = None
+    stack: Stack,
+    conversation: str,
+    timeout_s: float = 30,
+    key: str | None = None,
+    runs: int = 1,
 ) -> dict[str, Any]:
+    """Wait until the conversation has at least `runs` runs and none of them is running.
+
+    Counting runs matters after a click: the browser's request may not have reached the server yet,
+    and the conversation then still looks finished.
+    """
     with stack.api(key) as api:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             detail: dict[str, Any] = api.get(f"/api/conversations/{conversation}").json()
-            if detail["active_run_id"] is None:
+            if detail["active_run_id"] is None and len(detail["runs"]) >= runs:
                 return detail
             time.sleep(0.2)
     raise AssertionError(f"conversation {conversation} still has a running answer")

@@ -162,7 +162,7 @@ def test_regenerate_replaces_the_answer(page: Any, stack: Stack) -> None:
         first = api.get(f"/api/conversations/{conversation}").json()["runs"][-1]["id"]
     page.locator("#cs-chat button[aria-label='Retry']").click()
     # A new run answers the same question: asked once, answered once (the old answer is gone).
-    detail = wait_for_run_to_finish(stack, conversation)
+    detail = wait_for_run_to_finish(stack, conversation, runs=2)
     assert detail["runs"][0]["id"] == first
     assert len(detail["runs"]) == 2
     assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]
