@@ -57,5 +57,22 @@ class ToolFinished:
     duration_ms: float = 0.0
 
 
-AgentEvent = TextDelta | AssistantTurn | ToolStarted | ToolFinished
+@dataclass(frozen=True, slots=True)
+class BackendStarting:
+    """A backend that scales to zero has not answered yet: a replica is probably starting."""
+
+    backend: str
+    timeout_s: float
+    """How long the run waits for it in all."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendReady:
+    """The backend announced by `BackendStarting` sent its first token."""
+
+    backend: str
+    waited_ms: float
+
+
+AgentEvent = TextDelta | AssistantTurn | ToolStarted | ToolFinished | BackendStarting | BackendReady
 EventSink = Callable[[AgentEvent], Awaitable[None]]

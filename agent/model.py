@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.events import Usage
+from agent.events import BackendReady, BackendStarting, EventSink, Usage
 from agent.messages import ChatMessage
 from backends.client import BackendClient
 from backends.errors import BackendError
@@ -69,6 +70,9 @@ def parse_chunk(chunk: dict[str, Any]) -> ModelChunk:
 
 
 RETRY_DELAY_S = 0.5
+STARTING_NOTICE_S = 2.0
+"""How long a backend that scales to zero may stay silent before the run reports it as starting."""
+COLD_RETRY_MAX_DELAY_S = 5.0
 
 
 def _worth_retrying(exc: BackendError) -> bool:
@@ -77,12 +81,21 @@ def _worth_retrying(exc: BackendError) -> bool:
     return exc.kind == "http_error" and (exc.status is None or exc.status >= 500 or exc.status == 429)
 
 
+class _NoOutput(Exception):
+    """A backend failed before its first token (so another backend may still take over)."""
+
+    def __init__(self, error: BackendError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class BackendChatModel:
     """A `ChatModel` backed by a configured backend, with failover before the first token.
 
-    A call that fails before any output is retried once on the same backend, then tried on the
-    fallback backend if one is configured. Once output has streamed, a failure is final: retrying
-    would repeat text the user has already seen.
+    A call that fails before any output is retried once on the same backend (or, on a backend that
+    scales to zero, until its cold-start time is up), then tried on the fallback backend if one is
+    configured. Once output has streamed, a failure is final: retrying would repeat text the user has
+    already seen.
     """
 
     def __init__(
@@ -91,10 +104,12 @@ class BackendChatModel:
         *,
         temperature: float | None = None,
         fallback: BackendClient | None = None,
+        emit: EventSink | None = None,
     ) -> None:
         self._client = client
         self._fallback = fallback
         self._temperature = temperature
+        self._emit = emit
 
     @property
     def name(self) -> str:
@@ -110,8 +125,29 @@ class BackendChatModel:
             payload["max_tokens"] = max_tokens
         if self._temperature is not None:
             payload["temperature"] = self._temperature
-        attempts = [self._client, self._client] + ([self._fallback] if self._fallback else [])
-        for number, client in enumerate(attempts, start=1):
+        clients = [self._client] + ([self._fallback] if self._fallback else [])
+        for number, client in enumerate(clients, start=1):
+            try:
+                async for chunk in self._stream_from(client, payload):
+                    yield chunk
+                return
+            except _NoOutput as failure:
+                if number == len(clients):
+                    raise failure.error from None
+                log.warning("backend %s failed before its first token (%s); falling back to %s",
+                            client.name, failure.error.kind, clients[number].name)  # fmt: skip
+
+    async def _stream_from(self, client: BackendClient, payload: dict[str, Any]) -> AsyncIterator[ModelChunk]:
+        """Stream one reply from `client`, retrying failures before the first token.
+
+        Raises `_NoOutput` when the backend produced nothing, `BackendError` when it failed mid-stream.
+        """
+        cold_start_s = client.config.cold_start_timeout_s
+        if cold_start_s is not None:
+            async for reply_chunk in self._stream_after_cold_start(client, payload, cold_start_s):
+                yield reply_chunk
+            return
+        for attempt in (1, 2):
             started = False
             try:
                 async for chunk in client.stream_chat(payload):
@@ -119,10 +155,83 @@ class BackendChatModel:
                     yield parse_chunk(chunk)
                 return
             except BackendError as exc:
-                if started or number == len(attempts) or not _worth_retrying(exc):
+                if started:
                     raise
+                if attempt == 2 or not _worth_retrying(exc):
+                    raise _NoOutput(exc) from exc
                 log.warning(
                     "backend %s failed before its first token (%s); trying again", client.name, exc.kind
                 )
-                if attempts[number] is client:
-                    await asyncio.sleep(RETRY_DELAY_S)
+                await asyncio.sleep(RETRY_DELAY_S)
+
+    async def _stream_after_cold_start(
+        self, client: BackendClient, payload: dict[str, Any], cold_start_s: float
+    ) -> AsyncIterator[ModelChunk]:
+        """Wait up to `cold_start_s` for a backend that scales to zero: a request may be held, or
+        refused, while a replica starts."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cold_start_s
+        notice = _ColdStartNotice(client, cold_start_s, self._emit)
+        delay = RETRY_DELAY_S
+        try:
+            while True:
+                started = False
+                try:
+                    async with asyncio.timeout_at(deadline) as scope:
+                        async for chunk in client.stream_chat(payload):
+                            if not started:
+                                started = True
+                                scope.reschedule(None)
+                                await notice.answered()
+                            yield parse_chunk(chunk)
+                    return
+                except TimeoutError:
+                    raise _NoOutput(_start_timeout(client, cold_start_s)) from None
+                except BackendError as exc:
+                    if started:
+                        raise
+                    if not _worth_retrying(exc):
+                        raise _NoOutput(exc) from exc
+                    if loop.time() + delay >= deadline:
+                        raise _NoOutput(_start_timeout(client, cold_start_s)) from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, COLD_RETRY_MAX_DELAY_S)
+        finally:
+            notice.close()
+
+
+class _ColdStartNotice:
+    """Reports a backend as starting once it has been silent for `STARTING_NOTICE_S`, until it answers."""
+
+    def __init__(self, client: BackendClient, timeout_s: float, emit: EventSink | None) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+        self._emit = emit
+        self._began = time.monotonic()
+        self._given = False
+        self._task = asyncio.create_task(self._announce())
+
+    async def _announce(self) -> None:
+        await asyncio.sleep(STARTING_NOTICE_S)
+        self._given = True
+        self._client.cold_start_began()
+        if self._emit is not None:
+            await self._emit(BackendStarting(self._client.name, self._timeout_s))
+
+    async def answered(self) -> None:
+        given = self._given
+        self.close()
+        if given and self._emit is not None:
+            await self._emit(
+                BackendReady(self._client.name, round((time.monotonic() - self._began) * 1000, 2))
+            )
+
+    def close(self) -> None:
+        self._task.cancel()
+        if self._given:
+            self._given = False
+            self._client.cold_start_ended()
+
+
+def _start_timeout(client: BackendClient, cold_start_s: float) -> BackendError:
+    return BackendError(client.name, "start_timeout", f"the backend did not start within {cold_start_s:g} s")

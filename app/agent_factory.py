@@ -31,7 +31,9 @@ def agent_context(
         system = f"{system}\n\n{extra_instructions}"
     config = client.config
     return AgentContext(
-        model=BackendChatModel(client, temperature=temperature, fallback=registry.fallback_of(client)),
+        model=BackendChatModel(
+            client, temperature=temperature, fallback=registry.fallback_of(client), emit=emit
+        ),
         tool_mode=config.tool_mode,
         tools=tools,
         emit=emit,
@@ -42,7 +44,9 @@ def agent_context(
         answer_step=config.answer_step,
         context_length=config.context_length,
         answerer=Answerer(
-            BackendChatModel(answerer, temperature=temperature, fallback=registry.fallback_of(answerer)),
+            BackendChatModel(
+                answerer, temperature=temperature, fallback=registry.fallback_of(answerer), emit=emit
+            ),
             answerer.config.tool_mode,
         )
         if answerer

@@ -275,6 +275,11 @@ def _backend_message(exc: BackendError) -> str:
         return f"The backend '{exc.backend}' is not reachable. It may be down or still starting."
     if exc.kind == "timeout":
         return f"The backend '{exc.backend}' did not answer in time."
+    if exc.kind == "start_timeout":
+        return (
+            f"The backend '{exc.backend}' was scaled to zero and did not start in time ({exc.detail}). "
+            "Try again in a minute."
+        )
     if exc.kind == "unknown_backend":
         return f"There is no backend named '{exc.backend}'."
     return f"The backend '{exc.backend}' failed: {exc.detail}"

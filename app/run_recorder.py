@@ -6,7 +6,16 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from agent.events import AgentEvent, AssistantTurn, TextDelta, ToolFinished, ToolStarted, Usage
+from agent.events import (
+    AgentEvent,
+    AssistantTurn,
+    BackendReady,
+    BackendStarting,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+)
 from agent.graph import AgentResult
 from agent.messages import ToolCall
 from app.event_log import RunEventLog
@@ -76,6 +85,10 @@ class RunRecorder:
             )
         elif isinstance(event, ToolFinished):
             await self._tool_finished(event)
+        elif isinstance(event, BackendStarting):
+            self.emit("backend.starting", {"backend": event.backend, "timeout_s": event.timeout_s})
+        elif isinstance(event, BackendReady):
+            self.emit("backend.ready", {"backend": event.backend, "waited_ms": event.waited_ms})
 
     async def _assistant_turn(self, event: AssistantTurn) -> None:
         self.llm_calls += 1

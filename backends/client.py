@@ -29,9 +29,23 @@ class BackendClient:
     def __init__(self, config: BackendConfig, session: aiohttp.ClientSession) -> None:
         self.config = config
         self._session = session
+        # A backend that scales to zero may hold a request until a replica has started.
+        sock_read = max(config.read_timeout_s, config.cold_start_timeout_s or 0)
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=config.connect_timeout_s, sock_read=config.read_timeout_s
+            total=None, connect=config.connect_timeout_s, sock_read=sock_read
         )
+        self._cold_starts = 0
+
+    @property
+    def starting(self) -> bool:
+        """Whether a request is waiting for this backend to start (see `cold_start_timeout_s`)."""
+        return self._cold_starts > 0
+
+    def cold_start_began(self) -> None:
+        self._cold_starts += 1
+
+    def cold_start_ended(self) -> None:
+        self._cold_starts = max(0, self._cold_starts - 1)
 
     @property
     def name(self) -> str:

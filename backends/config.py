@@ -36,6 +36,10 @@ class BackendConfig(BaseModel):
     read_timeout_s: float = Field(default=300.0, gt=0)
     """Longest silence allowed between two streamed chunks."""
     max_tokens: int | None = Field(default=None, ge=1)
+    cold_start_timeout_s: float | None = Field(default=None, gt=0)
+    """Set for a backend that scales to zero (Ray Serve `min_replicas: 0`): how long a request may wait
+    for a replica to start, retrying while the backend refuses. Meanwhile the backend shows as
+    `starting` and the run says so. Unset: a failure before the first token is retried once."""
     role: BackendRole = "general"
     """What `auto` routing uses this backend for (see `AUTO_BACKEND`)."""
     fallback: str | None = None

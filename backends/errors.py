@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-BackendErrorKind = Literal["unavailable", "timeout", "http_error", "bad_response", "unknown_backend"]
+BackendErrorKind = Literal[
+    "unavailable", "timeout", "start_timeout", "http_error", "bad_response", "unknown_backend"
+]
+"""`start_timeout`: a backend that scales to zero did not start within its `cold_start_timeout_s`."""
 
 
 class BackendError(Exception):

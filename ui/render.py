@@ -115,6 +115,8 @@ class RunView:
     timings: Timings | None = None
     answered_by: tuple[str, ...] = ()
     """The backends that wrote this answer, when they are not the conversation's (see `writers`)."""
+    starting: tuple[str, float] | None = None
+    """(backend, longest wait in seconds) while a backend that scaled to zero starts."""
 
     @property
     def finished(self) -> bool:
@@ -136,6 +138,10 @@ class RunView:
             step.sources = _sources(data.get("sources"))
             step.error = str(data["error"]) if data.get("error") else None
             step.duration_ms = _number(data.get("duration_ms"))
+        elif event.type == "backend.starting":
+            self.starting = (str(data.get("backend", "")), float(_number(data.get("timeout_s")) or 0))
+        elif event.type == "backend.ready":
+            self.starting = None
         elif event.type == "run.error":
             self.error_code = str(data.get("code") or "internal_error")
             self.error_message = str(data.get("message") or "")
@@ -200,7 +206,9 @@ class RunView:
         if self.error_code:
             items.append(chat_item("assistant", error_notice(self.error_code, self.error_message or "")))
         elif not self.finished and not self._visibly_working():
-            items.append(chat_item("assistant", THINKING))
+            items.append(
+                chat_item("assistant", starting_notice(*self.starting) if self.starting else THINKING)
+            )
         if self.finished and (self.timings is not None or self.outcome != "completed" or self.answered_by):
             items.append(chat_item("assistant", footer(self.outcome, self.timings, self.answered_by)))
         return items
@@ -254,6 +262,14 @@ class RunView:
 
 
 THINKING = '<span class="cs-thinking" aria-label="Thinking">Thinking…</span>'
+
+
+def starting_notice(backend: str, timeout_s: float) -> str:
+    minutes = f"{timeout_s / 60:.0f} min" if timeout_s >= 90 else f"{timeout_s:.0f} s"
+    return (
+        f'<span class="cs-thinking cs-starting">Starting {html.escape(backend)}: it was scaled to zero and '
+        f"a replica is loading the model. This can take up to {minutes}…</span>"
+    )
 
 
 # Tool steps

@@ -21,7 +21,9 @@ async def list_backends(_user: CurrentUser, services: ServicesDep) -> BackendLis
         status: Literal["unknown", "up", "down", "starting"] = health.status
         error = health.error
         engine = services.engine
-        if config.name == LOCAL_BACKEND and engine is not None and status != "up":
+        if registry.get(config.name).starting:
+            status, error = "starting", "scaled to zero: a replica is starting"
+        elif config.name == LOCAL_BACKEND and engine is not None and status != "up":
             # Loading a model takes minutes: say so rather than "down".
             loading = engine.status in ("starting", "ready")
             status = "starting" if loading else "down"

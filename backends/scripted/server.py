@@ -1,6 +1,7 @@
 """A small OpenAI-compatible server that answers by script (see `script.py`), for tests and demos.
 
 python -m backends.scripted.server --port 8101 [--token-delay-ms 5] [--model scripted]
+    [--cold-start-s 5 [--idle-s 60] [--refuse-while-starting]]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from backends.scripted.cold_start import ColdStart
 from backends.scripted.script import Reply, count_tokens, decide, prompted_call_text
 
 
@@ -25,7 +27,12 @@ class MidStreamFailure(Exception):
     """Raised inside the stream so the server drops the connection, as a crashing backend would."""
 
 
-def create_app(model: str = "scripted", token_delay_ms: float = 5.0, ttft_ms: float = 0.0) -> Starlette:
+def create_app(
+    model: str = "scripted",
+    token_delay_ms: float = 5.0,
+    ttft_ms: float = 0.0,
+    cold_start: ColdStart | None = None,
+) -> Starlette:
     stats = {"requests": 0}
 
     async def models(_: Request) -> Response:
@@ -34,7 +41,11 @@ def create_app(model: str = "scripted", token_delay_ms: float = 5.0, ttft_ms: fl
         )
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "requests": stats["requests"]})
+        body: dict[str, Any] = {"status": "ok", "requests": stats["requests"]}
+        if cold_start is not None:
+            body["replica"] = cold_start.state
+            body["replica_starts"] = cold_start.starts
+        return JSONResponse(body)
 
     async def completions(request: Request) -> Response:
         stats["requests"] += 1
@@ -55,6 +66,10 @@ def create_app(model: str = "scripted", token_delay_ms: float = 5.0, ttft_ms: fl
                     }
                 },
                 404,
+            )
+        if cold_start is not None and not await cold_start.admit():
+            return JSONResponse(
+                {"error": {"message": "no replica is running yet; scaling up", "type": "unavailable"}}, 503
             )
         reply = decide(body)
         if reply.failure == "before":
@@ -179,12 +194,24 @@ def main() -> None:
     parser.add_argument("--model", default="scripted")
     parser.add_argument("--token-delay-ms", type=float, default=5.0)
     parser.add_argument("--ttft-ms", type=float, default=0.0, help="extra wait before the first chunk")
+    parser.add_argument(
+        "--cold-start-s", type=float, help="scale to zero: a replica takes this long to start"
+    )
+    parser.add_argument("--idle-s", type=float, default=60.0, help="scale back to zero after this idle time")
+    parser.add_argument(
+        "--refuse-while-starting", action="store_true", help="answer 503 while starting, instead of holding"
+    )
     args = parser.parse_args()
+    cold_start = (
+        ColdStart(args.cold_start_s, args.idle_s, args.refuse_while_starting)
+        if args.cold_start_s is not None
+        else None
+    )
 
     import uvicorn
 
     uvicorn.run(
-        create_app(args.model, args.token_delay_ms, args.ttft_ms),
+        create_app(args.model, args.token_delay_ms, args.ttft_ms, cold_start),
         host=args.host,
         port=args.port,
         log_level="warning",

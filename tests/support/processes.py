@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +76,7 @@ def start_process(
 
 
 def start_scripted_backend(
-    log_dir: Path, token_delay_ms: float = 2.0, port: int | None = None
+    log_dir: Path, token_delay_ms: float = 2.0, port: int | None = None, extra_args: Sequence[str] = ()
 ) -> ServerProcess:
     port = port or free_port()
     return start_process(
@@ -88,6 +88,7 @@ def start_scripted_backend(
             str(port),
             "--token-delay-ms",
             str(token_delay_ms),
+            *extra_args,
         ],
         health_url=f"http://127.0.0.1:{port}/health",
         base_url=f"http://127.0.0.1:{port}/v1",

@@ -69,6 +69,18 @@ class TestLiveRun:
         view.apply(event(1, "run.started"))
         assert texts(view.messages()) == [THINKING]
 
+    def test_a_backend_starting_from_zero_is_shown_until_it_answers(self) -> None:
+        view = RunView()
+        view.apply(event(1, "run.started"))
+        view.apply(event(2, "backend.starting", backend="qwen-<serverless>", timeout_s=600))
+        (notice,) = texts(view.messages())
+        assert "Starting qwen-&lt;serverless&gt;" in notice
+        assert "up to 10 min" in notice
+        view.apply(event(3, "backend.ready", backend="qwen-<serverless>", waited_ms=41_000))
+        assert texts(view.messages()) == [THINKING]
+        view.apply(event(4, "message.delta", text="Hi"))
+        assert texts(view.messages()) == ["Hi"]
+
     def test_deltas_accumulate_into_one_message(self) -> None:
         view = RunView()
         for i, text in enumerate(["Hel", "lo", " there"], 1):
