@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 LOCAL_BACKEND = "local"
 
 
-def supervisor_for(configs: list[BackendConfig]) -> EngineSupervisor | None:
+def supervisor_for(configs: list[BackendConfig], settings: LocalSettings) -> EngineSupervisor | None:
     """A supervisor for the `local` backend, configured from it, or None if there is no such backend.
 
     Port and served model name come from the backends file, so the engine and the backend entry that
@@ -30,7 +30,7 @@ def supervisor_for(configs: list[BackendConfig]) -> EngineSupervisor | None:
     if url.hostname:
         overrides["engine_host"] = url.hostname
     try:
-        return EngineSupervisor(engine_config(LocalSettings(**overrides)))  # type: ignore[arg-type]
+        return EngineSupervisor(engine_config(settings.model_copy(update=overrides)))
     except Exception as exc:  # a bad model setting must not stop the API from serving the other backends
         log.error("the embedded model cannot start: %s", exc)
         return None

@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limiter = RateLimiter(settings.rate_limit_per_minute)
         services = Services(settings, store, registry, manager, tools, http, metrics, auth, limiter)
         app.state.services = services
-        model_engine = supervisor_for(configs)
+        model_engine = supervisor_for(configs, settings)
         if model_engine is not None:
             await model_engine.start()  # returns at once; `local` shows as starting until it is ready
         services.engine = model_engine

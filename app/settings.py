@@ -1,4 +1,8 @@
-"""All configuration, in one object, read from `CHATSTACK_*` environment variables (and `.env`)."""
+"""All configuration, in one object, read from `CHATSTACK_*` environment variables (and `.env`).
+
+The embedded model's settings are the base class: its `chatstack model` commands run without the API
+server, and the server's one `Settings` object holds them too.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,20 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from backends.local.settings import LocalSettings
 
 PACKAGE_BACKENDS_FILE = Path(__file__).resolve().parent.parent / "backends" / "backends.yaml"
 
 
-def default_data_dir() -> Path:
-    return Path.home() / ".local" / "share" / "chatstack"
-
-
-class Settings(BaseSettings):
-    """Service settings. Every field maps to `CHATSTACK_<FIELD>`."""
+class Settings(LocalSettings):
+    """Service settings, the embedded model's included. Every field maps to `CHATSTACK_<FIELD>`."""
 
     model_config = SettingsConfigDict(env_prefix="CHATSTACK_", env_file=".env", extra="ignore")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str = ""
     """SQLAlchemy async URL; empty means a SQLite file in `data_dir`."""
     db_pool_size: int = Field(default=10, ge=1)

@@ -25,12 +25,14 @@ def default_engine_venv() -> Path:
 
 
 def default_data_dir() -> Path:
-    # The same rule as the API server's `CHATSTACK_DATA_DIR`, so both write under one folder.
     return Path.home() / ".local" / "share" / "chatstack"
 
 
 class LocalSettings(BaseSettings):
-    """Where the embedded model's files live and how its engine runs. Every field is `CHATSTACK_<FIELD>`."""
+    """Where the embedded model's files live and how its engine runs. Every field is `CHATSTACK_<FIELD>`.
+
+    The API server's `app.settings.Settings` extends this class, so the server has one settings object.
+    """
 
     model_config = SettingsConfigDict(env_prefix="CHATSTACK_", env_file=".env", extra="ignore")
 
@@ -44,7 +46,7 @@ class LocalSettings(BaseSettings):
     engine_python: Path | None = None
     """A Python that has vLLM; default: the engine virtualenv's (`chatstack model install-engine`)."""
     data_dir: Path = Field(default_factory=default_data_dir)
-    """Shared with the API server: the engine's log goes to `<data_dir>/logs/engine.log`."""
+    """The server's database and logs; the engine's log is `<data_dir>/logs/engine.log`."""
 
     engine_host: str = "127.0.0.1"
     engine_port: int = Field(default=8001, ge=1, le=65535)
