@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from agent import prompts
 from agent.messages import ChatMessage, tool_calls_of
+from tools.base import is_error_result
 
 
 def after_tool_results(history: list[ChatMessage]) -> bool:
@@ -29,7 +30,10 @@ def nudge(history: list[ChatMessage]) -> list[ChatMessage]:
 
 
 def inline(history: list[ChatMessage]) -> list[ChatMessage]:
-    """Earlier turns as they were, then the question and this turn's tool results as one user message."""
+    """Earlier turns as they were, then the question and this turn's tool results as one user message.
+
+    Failed calls are left out: shown an error, a small model explains the error instead of answering.
+    """
     start = current_turn_start(history)
     question = str(history[start].get("content") or "")
     names: dict[str, tuple[str, str]] = {}
@@ -38,7 +42,7 @@ def inline(history: list[ChatMessage]) -> list[ChatMessage]:
         if message["role"] == "assistant":
             for call in tool_calls_of(message):
                 names[call.id] = (call.name, call.arguments)
-        elif message["role"] == "tool":
+        elif message["role"] == "tool" and not is_error_result(str(message.get("content") or "")):
             name, arguments = names.get(
                 str(message.get("tool_call_id")), (str(message.get("name") or "tool"), "")
             )
@@ -47,5 +51,9 @@ def inline(history: list[ChatMessage]) -> list[ChatMessage]:
                     name=name, arguments=arguments, content=message.get("content", "")
                 )
             )
-    content = prompts.ANSWER_INLINE.format(question=question, results="\n".join(results))
+    content = (
+        prompts.ANSWER_INLINE.format(question=question, results="\n".join(results))
+        if results
+        else prompts.ANSWER_INLINE_NO_RESULTS.format(question=question)
+    )
     return [*history[:start], {"role": "user", "content": content}]

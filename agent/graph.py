@@ -43,7 +43,13 @@ class AgentResult:
 
 async def run_agent(context: AgentContext, history: list[ChatMessage]) -> AgentResult:
     """Run the agent on `history` (ending with the user's message) until it answers or runs out of steps."""
-    initial: AgentState = {"messages": history, "steps": 0, "outcome": "running", "tool_errors": False}
+    initial: AgentState = {
+        "messages": history,
+        "steps": 0,
+        "outcome": "running",
+        "failed_rounds": 0,
+        "last_round_failed": False,
+    }
     # Each step is two graph super-steps (model, tools); the limit is enforced by the model node,
     # so this recursion limit only guards against a routing bug.
     limit = 2 * context.max_steps + 4

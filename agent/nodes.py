@@ -20,6 +20,9 @@ from agent.state import AgentState
 from agent.trim import CHARS_PER_TOKEN, trim_history
 from tools.base import ToolOutput, error_output
 
+MAX_CORRECTION_ROUNDS = 1
+"""On a backend with an answer step, tool rounds allowed to follow a failed call before the answer."""
+
 MALFORMED = ""
 """Name given to a tool call that could not be read, so the tool node answers with a parse error."""
 
@@ -39,9 +42,11 @@ async def call_model(state: AgentState, runtime: Runtime[AgentContext]) -> dict[
     step = state["steps"] + 1
     history = state["messages"]
     after_tools = answer_step_policy.after_tool_results(history)
-    # After a failed call the model keeps its tools, so it can correct the call (a small model writes
-    # `2^20` or names a tool that does not exist); an answer step then would only explain the error.
-    answer_step = ctx.answer_step != "none" and after_tools and not state["tool_errors"]
+    # After a failed call the model keeps its tools for one more round, so it can correct the call (a
+    # small model writes `2^20` or names a tool that does not exist): an answer step right away would
+    # only explain the error.
+    correcting = state["last_round_failed"] and state["failed_rounds"] <= MAX_CORRECTION_ROUNDS
+    answer_step = ctx.answer_step != "none" and after_tools and not correcting
     # With a separate answerer (auto routing), the answer after a tool round is its job.
     answerer = ctx.answerer if ctx.answerer is not None and after_tools else None
     final_step = step >= ctx.max_steps or answer_step or answerer is not None
@@ -137,9 +142,11 @@ async def call_tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[
     ctx = runtime.context
     calls = tool_calls_of(state["messages"][-1])
     outputs = await asyncio.gather(*(_run_tool(ctx, call) for call in calls))
+    failed = any(out.error is not None for out in outputs)
     return {
         "messages": [tool_message(call, out.content) for call, out in zip(calls, outputs, strict=True)],
-        "tool_errors": any(out.error is not None for out in outputs),
+        "last_round_failed": failed,
+        "failed_rounds": state["failed_rounds"] + failed,
     }
 
 

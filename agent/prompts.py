@@ -44,3 +44,7 @@ Tool results:
 Answer the question in plain words, using the tool results."""
 
 ANSWER_INLINE_RESULT = "- {name}({arguments}) returned: {content}"
+
+ANSWER_INLINE_NO_RESULTS = """Question: {question}
+
+Answer the question in plain words."""

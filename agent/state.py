@@ -15,5 +15,6 @@ class AgentState(TypedDict):
     steps: int
     """Model calls made so far in this run."""
     outcome: Outcome
-    tool_errors: bool
-    """Whether any call of the last tool round failed (the answer step then waits: see nodes)."""
+    failed_rounds: int
+    """Tool rounds of this run in which a call failed (the answer step waits for one: see nodes)."""
+    last_round_failed: bool

@@ -47,6 +47,14 @@ class Tool(Protocol):
         ...
 
 
+ERROR_PREFIX = "Error: "
+"""How every failed call's result starts, so that it still reads as a failure in a stored history."""
+
+
 def error_output(message: str) -> ToolOutput:
     """A failed call, phrased for the model."""
-    return ToolOutput(content=f"Error: {message}", error=message)
+    return ToolOutput(content=f"{ERROR_PREFIX}{message}", error=message)
+
+
+def is_error_result(content: str) -> bool:
+    return content.startswith(ERROR_PREFIX)

@@ -558,7 +558,11 @@ class Calculator:
         try:
             result = evaluate(expression)
         except CalculatorError as exc:
-            return error_output(f"could not evaluate the expression: {exc}")
+            message = f"could not evaluate the expression: {exc}"
+            if "'^'" in str(exc):
+                # Spelled out, because a small model told "use **" tends to explain it rather than retry.
+                message += f"; call the calculator again with {expression.replace('^', '**')!r}"
+            return error_output(message)
         return ToolOutput(content=format_number(result))
 
 

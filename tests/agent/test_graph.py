@@ -234,6 +234,34 @@ async def test_answer_step_waits_until_a_tool_round_succeeds() -> None:
     assert [e.error is not None for e in rec.of(ToolFinished)] == [True, False]
 
 
+async def test_answer_step_follows_a_second_failed_round() -> None:
+    # One correction round only: a model that keeps failing is asked for its answer, without the errors.
+    model = ScriptedModel(
+        [native_call("ecko", "{}"), native_call("ecko", "{}", "call_2"), text("I do not know.")]
+    )
+    history = [{"role": "user", "content": "What does echo say?"}]
+    result = await run_agent(context(model, Recorder(), answer_step="inline"), history)
+    assert result.outcome == "answered"
+    assert [r["tools"] is not None for r in model.requests] == [True, True, False]
+    assert model.requests[2]["messages"][-1] == {
+        "role": "user",
+        "content": "Question: What does echo say?\n\nAnswer the question in plain words.",
+    }
+
+
+async def test_inline_answer_step_shows_only_the_calls_that_worked() -> None:
+    chunks = native_call("ecko", "{}", "c1", 0)[:2] + native_call("echo", '{"text": "b"}', "c2", 1)
+    model = ScriptedModel([chunks, native_call("echo", '{"text": "a"}', "c3"), text("a and b")])
+    history = [{"role": "user", "content": "What does echo say?"}]
+    await run_agent(context(model, Recorder(), answer_step="inline"), history)
+    # The first round had a failure, so the model corrected it; then the answer step.
+    last = model.requests[2]["messages"][-1]["content"]
+    assert "ecko" not in last
+    assert "Error" not in last
+    assert '- echo({"text": "b"}) returned: echo: b' in last
+    assert '- echo({"text": "a"}) returned: echo: a' in last
+
+
 async def test_answer_step_does_not_change_the_first_call() -> None:
     model = ScriptedModel([text("direct")])
     await run_agent(context(model, Recorder(), answer_step="nudge"), USER)

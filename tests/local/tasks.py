@@ -77,10 +77,16 @@ def normalise(text: str) -> str:
 
 
 def is_correct(task: Task, answer: str) -> bool:
-    """A final answer in words (not a leftover tool call) that contains the expected fact."""
+    """A final answer in words (not a leftover tool call) that contains the expected fact, and does not
+    talk about tool errors, or about tools at all when the question needs none (a small model that
+    called a tool by mistake may ramble about it and still mention the expected word in passing)."""
     if not answer.strip() or scan_tool_calls(answer, None, final=True).calls:
         return False
     text = normalise(answer)
+    if re.search(r"\berrors?\b", text):
+        return False
+    if task.kind == "none" and re.search(r"calculator|web[ _]search", text):
+        return False
     if task.expected == ("au",):
         return re.search(r"\bau\b", text) is not None
     return any(expected in text for expected in task.expected)

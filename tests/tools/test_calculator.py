@@ -382,6 +382,13 @@ async def test_tool_evaluation_error_is_an_output() -> None:
     assert "division by zero" in output.content
 
 
+async def test_a_caret_error_spells_out_the_corrected_call() -> None:
+    output = await Calculator().run({"expression": "2^20"})
+    assert output.error is not None
+    assert output.content.endswith("call the calculator again with '2**20'")
+    assert (await Calculator().run({"expression": "2**20"})).content == "1048576"
+
+
 def test_tool_metadata() -> None:
     tool = Calculator()
     assert tool.name == "calculator"

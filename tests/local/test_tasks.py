@@ -1,0 +1,32 @@
+"""The task set's answer checker: the embedded model's accuracy is only as honest as this."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.local.tasks import TASKS, Task, is_correct
+
+CALC = Task("What is 1234 * 5678?", ("7006652",), "calculator")
+PAINT = Task("Which color do you get by mixing blue and yellow paint?", ("green",), "none")
+
+
+@pytest.mark.parametrize(
+    ("task", "answer", "correct"),
+    [
+        (CALC, "1234 * 5678 = 7,006,652.", True),
+        (CALC, "The result is 3949.71.", False),
+        (CALC, '{"name": "calculator", "arguments": {"expression": "1234*5678"}}', False),
+        (CALC, "The calculator returned an error, but 7006652 is my guess.", False),
+        (PAINT, "Mixing blue and yellow paint gives green.", True),
+        (PAINT, "The calculator did not recognize 'blue'; try 'red', 'green' or 'blue'.", False),
+        (PAINT, "", False),
+    ],
+)
+def test_answers_are_judged_on_substance(task: Task, answer: str, correct: bool) -> None:
+    assert is_correct(task, answer) is correct
+
+
+def test_every_task_has_an_expected_answer() -> None:
+    assert len(TASKS) >= 12
+    assert {t.kind for t in TASKS} == {"calculator", "search", "none"}
+    assert all(t.expected for t in TASKS)
