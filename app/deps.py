@@ -79,7 +79,7 @@ async def current_user(
     """The caller, from their API key (everyone is `local` with auth off), within their rate limit."""
     services = await get_services(request)
     user = await services.auth.authenticate(credentials.credentials if credentials else None)
-    wait = services.rate_limiter.acquire(user.id)
+    wait = await services.rate_limiter.acquire(user.id)
     if wait is not None:
         raise TooManyRequests(
             f"too many requests; try again in {retry_after_header(wait)} s",

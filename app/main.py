@@ -17,7 +17,7 @@ from app.embedded_engine import supervisor_for
 from app.errors import NotFound, install_error_handlers
 from app.http_middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.metrics import Metrics, observe_queries
-from app.rate_limit import RateLimiter
+from app.rate_limit import rate_limiter
 from app.replica_client import ReplicaClient
 from app.routes import backends, conversations, health, openai, runs
 from app.run_manager import RunManager
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if interrupted:
             log.warning("marked %d run(s) left running by a stopped process as interrupted", interrupted)
         auth = Authenticator(store, enabled=settings.auth_enabled, cache_s=settings.auth_cache_s)
-        limiter = RateLimiter(settings.rate_limit_per_minute)
+        limiter = rate_limiter(settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix)
         services = Services(settings, store, registry, manager, tools, http, metrics, auth, limiter)
         app.state.services = services
         model_engine = supervisor_for(configs, settings)
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await model_engine.stop()
             await manager.shutdown(SHUTDOWN_GRACE_S)
             await http.close()
+            await limiter.aclose()
             await engine.dispose()
 
     app = FastAPI(

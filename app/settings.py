@@ -66,6 +66,11 @@ class Settings(LocalSettings):
     """How long a checked API key is trusted before the database is asked again (revocation delay)."""
     rate_limit_per_minute: int = Field(default=600, ge=0)
     """Requests per user per minute on /api and /v1 (0: no limit)."""
+    redis_url: str | None = None
+    """Share the rate limits between replicas through this Redis (e.g. `redis://127.0.0.1:6379/0`);
+    unset, each process counts on its own."""
+    redis_key_prefix: str = "chatstack"
+    """Prefix of chatstack's Redis keys, for deployments that share one Redis."""
     max_concurrent_runs: int = Field(default=4, ge=1)
     """Answers one user may have running at once."""
     log_level: str = "INFO"

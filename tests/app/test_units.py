@@ -10,27 +10,27 @@ from typing import Any
 from app.event_log import RunEventLog
 from app.export import export_filename, export_markdown
 from app.history import UNFINISHED_TOOL_RESULT, to_history
-from app.rate_limit import RateLimiter, retry_after_header
+from app.rate_limit import LocalRateLimiter, retry_after_header
 from app.schemas import Conversation, MessageOut, SourceOut, ToolCallOut
 from app.store import title_from
 
 
 def test_rate_limiter_allows_a_burst_then_refills() -> None:
-    limiter = RateLimiter(per_minute=60)
-    assert all(limiter.acquire("u", now=0.0) is None for _ in range(60))
-    wait = limiter.acquire("u", now=0.0)
+    limiter = LocalRateLimiter(per_minute=60)
+    assert all(limiter.take("u", now=0.0) is None for _ in range(60))
+    wait = limiter.take("u", now=0.0)
     assert wait is not None
     assert 0.9 < wait <= 1.0
-    assert limiter.acquire("u", now=1.01) is None
-    assert limiter.acquire("other", now=0.0) is None  # buckets are per user
+    assert limiter.take("u", now=1.01) is None
+    assert limiter.take("other", now=0.0) is None  # buckets are per user
     assert retry_after_header(0.2) == "1"
-    assert RateLimiter(0).acquire("u") is None
+    assert LocalRateLimiter(0).take("u") is None
 
 
 def test_rate_limiter_memory_is_bounded() -> None:
-    limiter = RateLimiter(per_minute=10, max_users=100)
+    limiter = LocalRateLimiter(per_minute=10, max_users=100)
     for i in range(1000):
-        limiter.acquire(f"user-{i}", now=0.0)
+        limiter.take(f"user-{i}", now=0.0)
     assert len(limiter._buckets) == 100
 
 
