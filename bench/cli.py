@@ -87,10 +87,14 @@ BaselineBins = Annotated[
 
 
 def _overrides(**options: Any) -> dict[str, Any]:
+    """A command's options as `BenchConfig` fields; None where an option was not given."""
+    options["phases"] = _phases(options["phases"])
+    options["concurrency"] = _csv(options["concurrency"])
+    options["rates"] = _csv(options["rates"], float)
     slo = {
-        "ttft_ms": options.pop("slo_ttft_ms"),
-        "tpot_ms": options.pop("slo_tpot_ms"),
-        "e2e_ms": options.pop("slo_e2e_ms"),
+        "ttft_ms": options.pop("slo_ttft_ms", None),
+        "tpot_ms": options.pop("slo_tpot_ms", None),
+        "e2e_ms": options.pop("slo_e2e_ms", None),
     }
     stop = {
         "max_error_rate": options.pop("stop_error_rate"),
@@ -102,8 +106,14 @@ def _overrides(**options: Any) -> dict[str, Any]:
     options["timeout_s"] = options.pop("timeout")
     options["requests_per_level"] = options.pop("requests")
     options["warmup_requests"] = options.pop("warmup")
-    options["baseline_bins"] = _csv(options.pop("baseline_bins"))
+    options["baseline_bins"] = _csv(options.pop("baseline_bins", None))
     return options
+
+
+def _run_command(mode: str, config: Path | None, **options: Any) -> None:
+    """Run a command from its parameters (its `locals()`): each is the config option of the same name,
+    except `config`, the YAML file they override."""
+    _run(_config_or_exit(config, _overrides(mode=mode, **options)))
 
 
 def _run(config: BenchConfig) -> Path:
@@ -216,38 +226,7 @@ def openai_command(
     ignore_eos: Annotated[bool | None, typer.Option(help="Ask the server to ignore EOS (vLLM).")] = None,
 ) -> None:
     """Measure an OpenAI-compatible endpoint (vLLM, Ray Serve, chatstack's /v1, nginx)."""
-    overrides = _overrides(
-        mode="openai",
-        base_url=base_url,
-        model=model,
-        phases=_phases(phases),
-        concurrency=_csv(concurrency),
-        rates=_csv(rates, float),
-        duration=duration,
-        dataset=dataset,
-        num_prompts=num_prompts,
-        max_tokens=max_tokens,
-        api_key=api_key,
-        seed=seed,
-        out=out,
-        label=label,
-        tokenizer=tokenizer,
-        requests=requests,
-        arrival=arrival,
-        timeout=timeout,
-        slo_ttft_ms=slo_ttft_ms,
-        slo_tpot_ms=slo_tpot_ms,
-        slo_e2e_ms=slo_e2e_ms,
-        stop_error_rate=stop_error_rate,
-        stop_latency_growth=stop_latency_growth,
-        engine=engine,
-        warmup=warmup,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        ignore_eos=ignore_eos,
-        baseline_bins=baseline_bins,
-    )
-    _run(_config_or_exit(config, overrides))
+    _run_command("openai", **locals())
 
 
 @bench_app.command("agent")
@@ -285,38 +264,8 @@ def agent_command(
     output_tokens: OutputTokens = None,
 ) -> None:
     """Measure chatstack's agent runs over its SSE API (time to first event and answer, tools, overhead)."""
-    overrides = _overrides(
-        mode="agent",
-        base_url=base_url,
-        backend=backend,
-        phases=_phases(phases),
-        concurrency=_csv(concurrency),
-        rates=_csv(rates, float),
-        duration=duration,
-        dataset=dataset or "agent",
-        num_prompts=num_prompts,
-        max_tokens=max_tokens,
-        api_key=api_key,
-        seed=seed,
-        out=out,
-        label=label,
-        task_set=task_set,
-        tasks_file=tasks_file,
-        requests=requests,
-        arrival=arrival,
-        timeout=timeout,
-        slo_ttft_ms=None,
-        slo_tpot_ms=None,
-        slo_e2e_ms=None,
-        stop_error_rate=stop_error_rate,
-        stop_latency_growth=stop_latency_growth,
-        engine=engine,
-        warmup=warmup,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        baseline_bins=None,
-    )
-    _run(_config_or_exit(config, overrides))
+    dataset = dataset or "agent"  # the task set unless the command line asks for another dataset
+    _run_command("agent", **locals())
 
 
 @bench_app.command("report")

@@ -144,14 +144,7 @@ def summarize_requests(
         float(r.prompt_tokens if r.prompt_tokens is not None else r.expected_prompt_tokens or 0) for r in ok
     ]
     outputs = [float(r.output_tokens) for r in ok]
-    errors = len(records) - len(ok)
-    row: dict[str, Value] = {
-        FIRST_COLUMN.get(phase, "level"): level,
-        "total_requests": len(records),
-        "success_count": len(ok),
-        "error_count": errors,
-        "error_rate_%": round(100 * errors / len(records), 2) if records else 0.0,
-    }
+    row = _count_columns(phase, level, len(records), len(ok))
     row |= _pcts("ttft", ttfts) | _pcts("latency", e2es) | _pcts("tpot", tpots) | _pcts("itl", itls)
     row["requests_per_sec"] = round(metrics.request_throughput(records, duration), 3)
     row["throughput_tokens_per_sec"] = round(metrics.output_throughput(records, duration), 2)
@@ -179,7 +172,6 @@ def summarize_agent_runs(
         duration = max(r.finished_at or r.dispatched_at for r in records) - min(
             r.intended_at for r in records
         )
-    errors = len(records) - len(ok)
 
     def since_start(values: Sequence[float], rs: Sequence[AgentRecord]) -> list[float]:
         return [v - r.intended_at for v, r in zip(values, rs, strict=True) if v]
@@ -189,13 +181,7 @@ def summarize_agent_runs(
     totals = [r.total_s for r in ok]
     checked = [r.answer_correct for r in ok if r.answer_correct is not None]
     tool_checked = [r.tool_valid for r in ok if r.tool_valid is not None]
-    row: dict[str, Value] = {
-        FIRST_COLUMN.get(phase, "level"): level,
-        "total_requests": len(records),
-        "success_count": len(ok),
-        "error_count": errors,
-        "error_rate_%": round(100 * errors / len(records), 2) if records else 0.0,
-    }
+    row = _count_columns(phase, level, len(records), len(ok))
     row |= (
         _pcts("first_event", first_event) | _pcts("first_answer_token", first_answer) | _pcts("total", totals)
     )
@@ -215,6 +201,18 @@ def summarize_agent_runs(
     }
     row |= _health_columns(health)
     return LevelSummary(phase, level, row, health, _top_errors(r.error for r in records))
+
+
+def _count_columns(phase: str, level: float, total: int, succeeded: int) -> dict[str, Value]:
+    """A row's first columns: its level, then how many requests ran, succeeded and failed."""
+    errors = total - succeeded
+    return {
+        FIRST_COLUMN.get(phase, "level"): level,
+        "total_requests": total,
+        "success_count": succeeded,
+        "error_count": errors,
+        "error_rate_%": round(100 * errors / total, 2) if total else 0.0,
+    }
 
 
 def _health_columns(health: GeneratorHealth) -> dict[str, Value]:

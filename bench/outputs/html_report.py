@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from html import escape
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.outputs.svg_charts import PALETTE, Point, Series, bar_chart, line_chart, scatter_chart
 
@@ -92,105 +92,109 @@ def _success(level: Doc) -> float:
     return 100 - _num(level["summary"].get("error_rate_%"))
 
 
+class _Line(NamedTuple):
+    """One line of a sweep chart: a summary key, its label and unit in tooltips, its dash pattern."""
+
+    key: str
+    label: str
+    unit: str
+    dash: str = ""
+
+
+class _Chart(NamedTuple):
+    """One chart of a sweep; `{x}` in the title stands for the x axis' name."""
+
+    draw: Callable[[str, str, str, Sequence[Series]], str]
+    title: str
+    y_label: str
+    lines: list[_Line]
+
+
+_AGENT_CHARTS = [
+    _Chart(
+        line_chart,
+        "Time to first answer token by {x}",
+        "ms",
+        [
+            _Line("first_answer_token_p50_ms", "p50", "ms"),
+            _Line("first_answer_token_p90_ms", "p90", "ms", DASHED),
+        ],
+    ),
+    _Chart(bar_chart, "Agent runs per second by {x}", "runs/s", [_Line("runs_per_sec", "runs/s", "runs/s")]),
+    _Chart(
+        line_chart,
+        "Total run time by {x}",
+        "ms",
+        [_Line("total_p50_ms", "p50", "ms"), _Line("total_p90_ms", "p90", "ms", DASHED)],
+    ),
+    _Chart(
+        line_chart,
+        "Mean time: model (solid), tools (dashed), chatstack (dotted)",
+        "ms",
+        [
+            _Line("llm_ms_mean", "model", "ms"),
+            _Line("tools_ms_mean", "tools", "ms", DASHED),
+            _Line("overhead_ms_mean", "chatstack", "ms", DOTTED),
+        ],
+    ),
+]
+_OPENAI_CHARTS = [
+    _Chart(
+        line_chart,
+        "TTFT by {x}",
+        "ms",
+        [_Line("ttft_p50_ms", "TTFT p50", "ms"), _Line("ttft_p90_ms", "TTFT p90", "ms", DASHED)],
+    ),
+    _Chart(
+        bar_chart,
+        "Output throughput by {x}",
+        "tokens/s",
+        [_Line("throughput_tokens_per_sec", "throughput", "tokens/s")],
+    ),
+    _Chart(
+        line_chart,
+        "Total latency by {x}",
+        "ms",
+        [_Line("latency_p50_ms", "latency p50", "ms"), _Line("latency_p90_ms", "latency p90", "ms", DASHED)],
+    ),
+    _Chart(
+        line_chart,
+        "Time per output token by {x}",
+        "ms",
+        [_Line("tpot_p50_ms", "TPOT p50", "ms"), _Line("tpot_p90_ms", "TPOT p90", "ms", DASHED)],
+    ),
+]
+_RATE_CHART = _Chart(
+    line_chart,
+    "Achieved vs requested rate",
+    "requests/s",
+    [_Line("achieved_rate", "achieved", "req/s"), _Line("requests_per_sec", "completed", "req/s", DASHED)],
+)
+_LOOP_LAG_CHART = _Chart(
+    line_chart, "The bench's own event-loop lag (p99)", "ms", [_Line("loop_lag_p99_ms", "loop lag p99", "ms")]
+)
+
+
+def _chart(docs: Sequence[Doc], phase: str, x_label: str, chart: _Chart) -> str:
+    series = [
+        one
+        for line in chart.lines
+        for one in _series(docs, phase, line.key, line.label, line.unit, line.dash)
+    ]
+    return chart.draw(chart.title.format(x=x_label.lower()), x_label, chart.y_label, series)
+
+
 def _sweep_section(docs: Sequence[Doc], phase: str, x_label: str) -> str:
     if not any(_levels(doc, phase) for doc in docs):
         return ""
-    agent = docs[0].get("mode") == "agent"
-    charts = []
-    if agent:
-        charts.append(
-            line_chart(
-                f"Time to first answer token by {x_label.lower()}",
-                x_label,
-                "ms",
-                _series(docs, phase, "first_answer_token_p50_ms", "p50", "ms")
-                + _series(docs, phase, "first_answer_token_p90_ms", "p90", "ms", dash=DASHED),
-            )
-        )
-        charts.append(
-            bar_chart(
-                f"Agent runs per second by {x_label.lower()}",
-                x_label,
-                "runs/s",
-                _series(docs, phase, "runs_per_sec", "runs/s", "runs/s"),
-            )
-        )
-        charts.append(
-            line_chart(
-                f"Total run time by {x_label.lower()}",
-                x_label,
-                "ms",
-                _series(docs, phase, "total_p50_ms", "p50", "ms")
-                + _series(docs, phase, "total_p90_ms", "p90", "ms", dash=DASHED),
-            )
-        )
-        charts.append(
-            line_chart(
-                "Mean time: model (solid), tools (dashed), chatstack (dotted)",
-                x_label,
-                "ms",
-                _series(docs, phase, "llm_ms_mean", "model", "ms")
-                + _series(docs, phase, "tools_ms_mean", "tools", "ms", dash=DASHED)
-                + _series(docs, phase, "overhead_ms_mean", "chatstack", "ms", dash=DOTTED),
-            )
-        )
-    else:
-        charts.append(
-            line_chart(
-                f"TTFT by {x_label.lower()}",
-                x_label,
-                "ms",
-                _series(docs, phase, "ttft_p50_ms", "TTFT p50", "ms")
-                + _series(docs, phase, "ttft_p90_ms", "TTFT p90", "ms", dash=DASHED),
-            )
-        )
-        charts.append(
-            bar_chart(
-                f"Output throughput by {x_label.lower()}",
-                x_label,
-                "tokens/s",
-                _series(docs, phase, "throughput_tokens_per_sec", "throughput", "tokens/s"),
-            )
-        )
-        charts.append(
-            line_chart(
-                f"Total latency by {x_label.lower()}",
-                x_label,
-                "ms",
-                _series(docs, phase, "latency_p50_ms", "latency p50", "ms")
-                + _series(docs, phase, "latency_p90_ms", "latency p90", "ms", dash=DASHED),
-            )
-        )
-        charts.append(
-            line_chart(
-                f"Time per output token by {x_label.lower()}",
-                x_label,
-                "ms",
-                _series(docs, phase, "tpot_p50_ms", "TPOT p50", "ms")
-                + _series(docs, phase, "tpot_p90_ms", "TPOT p90", "ms", dash=DASHED),
-            )
-        )
+    specs = _AGENT_CHARTS if docs[0].get("mode") == "agent" else _OPENAI_CHARTS
+    charts = [_chart(docs, phase, x_label, spec) for spec in specs]
     charts.append(
         bar_chart("Success rate", x_label, "%", _series(docs, phase, "", "success", "%", value=_success), 100)
     )
     if phase == "rate":
-        charts.append(
-            line_chart(
-                "Achieved vs requested rate",
-                x_label,
-                "requests/s",
-                _series(docs, phase, "achieved_rate", "achieved", "req/s")
-                + _series(docs, phase, "requests_per_sec", "completed", "req/s", dash=DASHED),
-            )
-        )
-    charts.append(
-        line_chart(
-            "The bench's own event-loop lag (p99)",
-            x_label,
-            "ms",
-            _series(docs, phase, "loop_lag_p99_ms", "loop lag p99", "ms"),
-        )
-    )
+        charts.append(_chart(docs, phase, x_label, _RATE_CHART))
+    charts.append(_chart(docs, phase, x_label, _LOOP_LAG_CHART))
     title = {"concurrency": "Concurrency sweep (closed loop)", "rate": "Sustained rate (open loop)"}[phase]
     cards = "".join(f'<div class="card">{c}</div>' for c in charts if c)
     return f'<h2>{title}</h2><div class="grid2">{cards}</div>' + _tables(docs, phase)

@@ -9,15 +9,14 @@ from typing import Any
 
 from bench.clients import agent_runs
 from bench.clients.clock import now
-from bench.clients.engines import EngineName, open_engine
-from bench.clients.exchange import Engine, Exchange
+from bench.clients.exchange import Exchange
 from bench.config import BenchConfig
 from bench.datasets.agent_tasks import AgentTask, answer_correct, tools_valid
 from bench.metrics import Slo
 from bench.phases import LevelPlan
 from bench.records import AgentRecord
-from bench.scheduler import Launch
 from bench.summary import GeneratorHealth, LevelSummary, summarize_agent_runs
+from bench.targets.base import EngineTarget, Prepared
 
 
 @dataclass(slots=True)
@@ -30,48 +29,20 @@ class _Outcome:
     error: str | None = None
 
 
-@dataclass(slots=True)
-class _Prepared:
-    launch: Launch[Any]
-    finish: Callable[[list[Any]], list[AgentRecord]]
-
-
-class AgentTarget:
+class AgentTarget(EngineTarget):
     """Runs the agent: POST a message to a fresh conversation, follow its events to `run.finished`."""
 
     kind = "agent"
 
     def __init__(self, config: BenchConfig, tasks: Sequence[AgentTask] = ()) -> None:
-        self.config = config
+        super().__init__(config)
         self.tasks = {task.id: task for task in tasks}
-        self._engine: Engine | None = None
         self._tasks_running: set[asyncio.Task[None]] = set()
         self._conversations: list[str] = []
 
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            raise RuntimeError("open() the target first")
-        return self._engine
-
-    @property
-    def clock(self) -> str:
-        return "kernel" if self.engine.name == "socket" else "user"
-
-    def resync_clock(self) -> None:
-        """Re-measure the kernel clock's offset (called about once a second while a level runs)."""
-        clock = getattr(self._engine, "clock", None)
-        if clock is not None:
-            clock.refresh()
-
-    async def open(self) -> None:
-        name: EngineName = self.config.engine
-        self._engine = await open_engine(self.config.base_url, name)
-
     async def close(self) -> None:
         await self._delete_conversations()
-        if self._engine is not None:
-            await self._engine.close()
+        await super().close()
 
     async def _create_conversations(self, count: int) -> list[str]:
         gate = asyncio.Semaphore(8)
@@ -98,7 +69,7 @@ class AgentTarget:
         await asyncio.gather(*(one(c) for c in self._conversations), return_exceptions=True)
         self._conversations = []
 
-    async def prepare(self, plan: LevelPlan) -> _Prepared:
+    async def prepare(self, plan: LevelPlan) -> Prepared[AgentRecord]:
         await self._delete_conversations()
         conversations = await self._create_conversations(len(plan.prompts))
         config, engine = self.config, self.engine
@@ -128,7 +99,7 @@ class AgentTarget:
         def finish(results: list[Any]) -> list[AgentRecord]:
             return [self._record(plan, outcome) for outcome in results]
 
-        return _Prepared(launch, finish)
+        return Prepared(launch, finish)
 
     def _record(self, plan: LevelPlan, outcome: _Outcome) -> AgentRecord:
         prompt = plan.prompts[outcome.index]

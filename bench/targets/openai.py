@@ -3,63 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from bench.clients.clock import now
-from bench.clients.engines import EngineName, open_engine
-from bench.clients.exchange import Engine, Exchange, Request
+from bench.clients.exchange import Exchange, Request
 from bench.clients.openai_chat import chat_request, read_chat_stream
-from bench.config import BenchConfig
 from bench.metrics import Slo
 from bench.phases import LevelPlan
 from bench.records import RequestRecord
-from bench.scheduler import Launch
 from bench.summary import GeneratorHealth, LevelSummary, summarize_requests
+from bench.targets.base import EngineTarget, Prepared
 
 Result = tuple[int, float, float, Exchange]
 
 
-@dataclass(slots=True)
-class _Prepared:
-    launch: Launch[Any]
-    finish: Callable[[list[Any]], list[RequestRecord]]
-
-
-class OpenAITarget:
+class OpenAITarget(EngineTarget):
     """Streams chat completions; each request is encoded before its level starts."""
 
     kind = "openai"
 
-    def __init__(self, config: BenchConfig) -> None:
-        self.config = config
-        self._engine: Engine | None = None
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            raise RuntimeError("open() the target first")
-        return self._engine
-
-    @property
-    def clock(self) -> str:
-        return "kernel" if self.engine.name == "socket" else "user"
-
-    def resync_clock(self) -> None:
-        """Re-measure the kernel clock's offset (called about once a second while a level runs)."""
-        clock = getattr(self._engine, "clock", None)
-        if clock is not None:
-            clock.refresh()
-
-    async def open(self) -> None:
-        name: EngineName = self.config.engine
-        self._engine = await open_engine(self.config.base_url, name)
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.close()
-
-    async def prepare(self, plan: LevelPlan) -> _Prepared:
+    async def prepare(self, plan: LevelPlan) -> Prepared[RequestRecord]:
         config, engine = self.config, self.engine
         requests: list[Request] = []
         for prompt in plan.prompts:
@@ -87,7 +50,7 @@ class OpenAITarget:
         def finish(results: list[Any]) -> list[RequestRecord]:
             return [self._record(plan, result) for result in results]
 
-        return _Prepared(launch, finish)
+        return Prepared(launch, finish)
 
     def _record(self, plan: LevelPlan, result: Result) -> RequestRecord:
         index, intended_at, dispatched_at, exchange = result

@@ -1,14 +1,17 @@
-"""Fixtures: the bench's reference server (exact timing) as a real process."""
+"""Fixtures: the bench's reference server (exact timing) as a real process; the bench run as a user would."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.processes import BIN, ServerProcess, free_port, start_process
+from tests.support.processes import BIN, ROOT, ServerProcess, start_python_server
 
 ReferenceFactory = Callable[..., ServerProcess]
 
@@ -21,28 +24,9 @@ def reference_servers(log_dir: Path) -> Iterator[ReferenceFactory]:
     def start(
         ttft_ms: float = 50, tpot_ms: float = 5, output_tokens: int = 20, prefill_us: float = 0
     ) -> ServerProcess:
-        port = free_port()
-        server = start_process(
-            [
-                str(BIN / "python"),
-                "-m",
-                "bench.reference_server",
-                "--port",
-                str(port),
-                "--ttft-ms",
-                str(ttft_ms),
-                "--tpot-ms",
-                str(tpot_ms),
-                "--output-tokens",
-                str(output_tokens),
-                "--prefill-us-per-token",
-                str(prefill_us),
-            ],
-            health_url=f"http://127.0.0.1:{port}/health",
-            base_url=f"http://127.0.0.1:{port}/v1",
-            env={},
-            log_path=log_dir / f"reference-{port}.log",
-        )
+        args = ["--ttft-ms", str(ttft_ms), "--tpot-ms", str(tpot_ms), "--output-tokens", str(output_tokens)]
+        args += ["--prefill-us-per-token", str(prefill_us)]
+        server = start_python_server("bench.reference_server", args, log_dir, "reference")
         started.append(server)
         return server
 
@@ -55,4 +39,19 @@ def server_stats(server: ServerProcess) -> dict[str, float]:
     """The reference server's own lateness since the last call (and reset it)."""
     root = server.url.removesuffix("/v1")
     data: dict[str, float] = httpx.get(f"{root}/stats?reset=1", timeout=5).json()
+    return data
+
+
+def run_bench(args: list[str], out: Path, timeout: float = 240) -> dict[str, Any]:
+    """`python -m bench ARGS --out OUT`, which must succeed; returns its results.json."""
+    result = subprocess.run(
+        [str(BIN / "python"), "-m", "bench", *args, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    data: dict[str, Any] = json.loads((out / "results.json").read_text())
     return data

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.bench.conftest import run_bench
 from tests.conftest import write_backends_file
-from tests.support.processes import BIN, ROOT, ServerProcess, start_chatstack
+from tests.support.processes import ServerProcess, start_chatstack
 from tests.support.search_servers import SearchServerState
 
 pytestmark = pytest.mark.slow
@@ -40,37 +39,14 @@ def chatstack_sqlite(
 
 
 def test_agent_runs_are_timed_and_checked(chatstack_sqlite: ServerProcess, tmp_path: Path) -> None:
-    result = subprocess.run(
+    doc = run_bench(
         [
-            str(BIN / "python"),
-            "-m",
-            "bench",
-            "agent",
-            "--base-url",
-            chatstack_sqlite.url,
-            "--backend",
-            "scripted",
-            "--task-set",
-            "scripted",
-            "--phases",
-            "warmup,baseline,concurrency",
-            "--concurrency",
-            "1,3",
-            "--requests",
-            "6",
-            "--warmup",
-            "2",
-            "--out",
-            str(tmp_path),
+            "agent", "--base-url", chatstack_sqlite.url, "--backend", "scripted", "--task-set", "scripted",
+            "--phases", "warmup,baseline,concurrency", "--concurrency", "1,3", "--requests", "6",
+            "--warmup", "2",
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    doc = json.loads((tmp_path / "results.json").read_text())
+        tmp_path,
+    )  # fmt: skip
     baseline = next(level for level in doc["levels"] if level["phase"] == "baseline")
     row = baseline["summary"]
     assert row["error_count"] == 0, baseline["errors"]

@@ -9,9 +9,7 @@ client sees and a server-side histogram does not.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,8 @@ import httpx
 import pytest
 
 from backends.emulator.profiles import get_profile
-from tests.support.processes import BIN, ROOT, ServerProcess, free_port, start_process
+from tests.bench.conftest import run_bench
+from tests.support.processes import ServerProcess, start_emulator
 
 pytestmark = pytest.mark.slow
 # Slow enough that the emulator's own HTTP stack (a few ms, which a client rightly sees) stays small
@@ -29,15 +28,7 @@ TIME_SCALE = 0.5
 
 @pytest.fixture(scope="module")
 def emulator(log_dir: Path) -> Iterator[ServerProcess]:
-    port = free_port()
-    server = start_process(
-        [str(BIN / "python"), "-m", "backends.emulator", "--profile", "qwen-a10g", "--port", str(port),
-         "--time-scale", str(TIME_SCALE)],
-        health_url=f"http://127.0.0.1:{port}/health",
-        base_url=f"http://127.0.0.1:{port}/v1",
-        env={},
-        log_path=log_dir / f"emulator-{port}.log",
-    )  # fmt: skip
+    server = start_emulator(log_dir, "qwen-a10g", TIME_SCALE)
     yield server
     server.stop()
 
@@ -58,18 +49,17 @@ def test_ttft_and_tpot_agree_with_the_emulators_own_histograms(
 ) -> None:
     root = emulator.url.removesuffix("/v1")
     before = httpx.get(f"{root}/metrics", timeout=10).text
-    result = subprocess.run(
+    doc = run_bench(
         [
-            str(BIN / "python"), "-m", "bench", "openai", "--base-url", emulator.url,
-            "--model", "qwen2.5-7b-instruct", "--phases", "concurrency", "--concurrency", "1",
-            "--requests", "10", "--dataset", "fixed", "--input-tokens", "300", "--max-tokens", "32",
-            "--out", str(tmp_path),
+            "openai", "--base-url", emulator.url, "--model", "qwen2.5-7b-instruct", "--phases", "concurrency",
+            "--concurrency", "1", "--requests", "10", "--dataset", "fixed", "--input-tokens", "300",
+            "--max-tokens", "32",
         ],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        tmp_path,
+        timeout=300,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     after = httpx.get(f"{root}/metrics", timeout=10).text
-    level = json.loads((tmp_path / "results.json").read_text())["levels"][0]
+    level = doc["levels"][0]
     row = level["summary"]
     assert row["error_count"] == 0, level["errors"]
 

@@ -9,33 +9,16 @@ near the configured ones, so the comparison means something.
 from __future__ import annotations
 
 import csv
-import json
 import statistics
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.bench.conftest import ReferenceFactory
-from tests.support.processes import BIN, ROOT, ServerProcess, free_port
+from tests.bench.conftest import ReferenceFactory, run_bench
+from tests.support.processes import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def run_bench(args: list[str], out: Path) -> dict[str, Any]:
-    result = subprocess.run(
-        [str(BIN / "python"), "-m", "bench", *args, "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    data: dict[str, Any] = json.loads((out / "results.json").read_text())
-    return data
 
 
 def server_truth(server: ServerProcess) -> list[tuple[int, float, float]]:

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from app.db.engine import create_engine, session_factory
 from app.db.models import Message, Run
 from app.nginx_runner import NginxProcess, ProxyOptions
-from tests.support.processes import BIN, ServerProcess, free_port, start_chatstack, start_process
+from tests.support.processes import ServerProcess, free_port, start_chatstack, start_emulator
 
 pytestmark = pytest.mark.slow
 
@@ -34,24 +34,7 @@ TIME_SCALE = 0.05
 
 @pytest.fixture(scope="module")
 def emulator(log_dir: Path) -> AsyncIterator[ServerProcess]:
-    port = free_port()
-    server = start_process(
-        [
-            str(BIN / "python"),
-            "-m",
-            "backends.emulator",
-            "--profile",
-            "qwen-a10g",
-            "--port",
-            str(port),
-            "--time-scale",
-            str(TIME_SCALE),
-        ],
-        health_url=f"http://127.0.0.1:{port}/health",
-        base_url=f"http://127.0.0.1:{port}/v1",
-        env={},
-        log_path=log_dir / f"load-emulator-{port}.log",
-    )
+    server = start_emulator(log_dir, "qwen-a10g", TIME_SCALE)
     yield server  # type: ignore[misc]
     server.stop()
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -19,10 +20,24 @@ from tests.support.sse import answer_text, new_conversation, read_events, start_
 pytestmark = pytest.mark.slow
 
 
+def start_replica(chatstack_env: dict[str, str], log_dir: Path) -> ServerProcess:
+    """One chatstack replica; a short heartbeat, so that a dead one is noticed quickly."""
+    return start_chatstack({**chatstack_env, "CHATSTACK_HEARTBEAT_S": "0.5"}, log_dir)
+
+
+@asynccontextmanager
+async def clients(*servers: ServerProcess) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """An HTTP client for each server, in the same order."""
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=server.url, timeout=30))
+            for server in servers
+        ]
+
+
 @pytest.fixture(scope="module")
 def replicas(chatstack_env: dict[str, str], log_dir: Path) -> Iterator[list[ServerProcess]]:
-    env = {**chatstack_env, "CHATSTACK_HEARTBEAT_S": "0.5"}
-    servers = [start_chatstack(env, log_dir), start_chatstack(env, log_dir)]
+    servers = [start_replica(chatstack_env, log_dir), start_replica(chatstack_env, log_dir)]
     yield servers
     for server in servers:
         server.stop()
@@ -32,10 +47,7 @@ async def test_run_started_on_one_replica_streams_live_through_the_other(
     replicas: list[ServerProcess],
 ) -> None:
     a, b = replicas
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
-        httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
-    ):
+    async with clients(a, b) as (on_a, on_b):
         cid = await new_conversation(on_a)
         run_id = await start_message(on_a, cid, "tokens: 40\ndelay: 20")
         started = asyncio.get_running_loop().time()
@@ -55,10 +67,7 @@ async def test_run_started_on_one_replica_streams_live_through_the_other(
 
 async def test_cancel_through_the_other_replica(replicas: list[ServerProcess]) -> None:
     a, b = replicas
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
-        httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
-    ):
+    async with clients(a, b) as (on_a, on_b):
         cid = await new_conversation(on_a)
         run_id = await start_message(on_a, cid, "tokens: 400\ndelay: 20")
         await read_events(on_b, run_id, stop_after=5)
@@ -75,13 +84,9 @@ async def test_cancel_through_the_other_replica(replicas: list[ServerProcess]) -
 async def test_replica_killed_mid_run_gives_a_clear_end_and_keeps_the_answer(
     chatstack_env: dict[str, str], log_dir: Path, replicas: list[ServerProcess]
 ) -> None:
-    env = {**chatstack_env, "CHATSTACK_HEARTBEAT_S": "0.5"}
-    doomed = start_chatstack(env, log_dir)
+    doomed = start_replica(chatstack_env, log_dir)
     survivor = replicas[1]
-    async with (
-        httpx.AsyncClient(base_url=doomed.url, timeout=30) as on_doomed,
-        httpx.AsyncClient(base_url=survivor.url, timeout=30) as on_survivor,
-    ):
+    async with clients(doomed, survivor) as (on_doomed, on_survivor):
         cid = await new_conversation(on_doomed)
         await start_message(on_doomed, cid, "calc: 6*7")
         await asyncio.sleep(1)
@@ -107,10 +112,7 @@ async def test_replica_killed_mid_run_gives_a_clear_end_and_keeps_the_answer(
 
 async def test_deleting_through_the_other_replica_stops_the_run(replicas: list[ServerProcess]) -> None:
     a, b = replicas
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
-        httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
-    ):
+    async with clients(a, b) as (on_a, on_b):
         cid = await new_conversation(on_a)
         run_id = await start_message(on_a, cid, "tokens: 400\ndelay: 20")
         await read_events(on_b, run_id, stop_after=3)
@@ -123,8 +125,7 @@ async def test_deleting_through_the_other_replica_stops_the_run(replicas: list[S
 async def test_two_replicas_behind_nginx_survive_one_being_killed(
     chatstack_env: dict[str, str], log_dir: Path
 ) -> None:
-    env = {**chatstack_env, "CHATSTACK_HEARTBEAT_S": "0.5"}
-    first, second = start_chatstack(env, log_dir), start_chatstack(env, log_dir)
+    first, second = start_replica(chatstack_env, log_dir), start_replica(chatstack_env, log_dir)
     upstreams = [first.url.removeprefix("http://"), second.url.removeprefix("http://")]
     options = ProxyOptions(listen_port=free_port(), upstreams=upstreams, rate_per_s=1000, burst=1000)
     try:

@@ -18,25 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from tests.monitoring.conftest import EMULATED_MODEL
 from tests.monitoring.dashboards import Query, load_dashboards, queries, query_metric_names
 from tests.monitoring.prometheus_server import PrometheusServer
-from tests.support.processes import ServerProcess
+from tests.support.processes import CHROMIUM, ServerProcess, chromium
 from tests.support.sse import ask, new_conversation
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 VARIABLES = {"__rate_interval": "1m", "instance": ".*", "backend": ".*", "model": ".*"}
 
 
@@ -156,10 +147,8 @@ def test_panels_show_plausible_numbers(scraped: PrometheusServer) -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     assert CHROMIUM.exists(), "needs Debian's chromium: apt-get install chromium"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def test_prometheus_graphs_the_dashboard_queries(

@@ -365,11 +365,9 @@ async def test_serve_behind_nginx_stops_the_app_when_nginx_dies(prefix: Path) ->
     assert server.should_exit
 
 
-@pytest.mark.slow
-def test_nginx_dies_with_its_parent(prefix: Path) -> None:
-    # Even a SIGKILLed chatstack (no cleanup at all) leaves no nginx behind holding the port.
-    port = free_port()
-    runner = subprocess.Popen(
+def start_run_command(port: int, prefix: Path) -> subprocess.Popen[bytes]:
+    """`python -m app.nginx_runner run` on `port` from `prefix`; its output (stderr too) on a pipe."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -384,6 +382,13 @@ def test_nginx_dies_with_its_parent(prefix: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+@pytest.mark.slow
+def test_nginx_dies_with_its_parent(prefix: Path) -> None:
+    # Even a SIGKILLed chatstack (no cleanup at all) leaves no nginx behind holding the port.
+    port = free_port()
+    runner = start_run_command(port, prefix)
     try:
         assert runner.stdout is not None
         line = runner.stdout.readline().decode()
@@ -404,21 +409,7 @@ def test_nginx_dies_with_its_parent(prefix: Path) -> None:
 @pytest.mark.slow
 def test_run_command_stops_nginx_on_sigterm(prefix: Path) -> None:
     port = free_port()
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.nginx_runner",
-            "run",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--prefix",
-            str(prefix),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    runner = start_run_command(port, prefix)
     assert runner.stdout is not None
     assert runner.stdout.readline().decode().startswith("nginx at")
     pid = int((prefix / "nginx.pid").read_text())

@@ -12,34 +12,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect
 
 from tests.nginx.support import Front
-from tests.support.processes import ServerProcess
+from tests.support.processes import CHROMIUM, ServerProcess, chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 LONG_MS = 30_000
 """Generous: Gradio shows "Loading..." while it starts, and the machine may be busy."""
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Debian's chromium (CI installs it); Playwright never downloads a browser of its own here.
     assert CHROMIUM.exists(), "needs Debian's chromium: apt-get install chromium"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Start and stop real server processes for end-to-end tests."""
+"""Start and stop real processes for end-to-end tests: servers, and headless Chromium for browser tests."""
 
 from __future__ import annotations
 
@@ -8,14 +8,29 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's chromium (CI installs it); Playwright never downloads a browser of its own here."""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -75,26 +90,34 @@ def start_process(
     raise RuntimeError(f"{args} did not become healthy in {timeout}s:\n{server.log()[-3000:]}")
 
 
-def start_scripted_backend(
-    log_dir: Path, token_delay_ms: float = 2.0, port: int | None = None, extra_args: Sequence[str] = ()
+def start_python_server(
+    module: str, args: Sequence[str], log_dir: Path, log_name: str, port: int | None = None
 ) -> ServerProcess:
+    """`python -m MODULE --port PORT ARGS...` on a free port (or `port`), once its `/health` answers.
+
+    For the OpenAI-compatible test servers: the returned URL is their API's, under `/v1`.
+    """
     port = port or free_port()
     return start_process(
-        [
-            str(BIN / "python"),
-            "-m",
-            "backends.scripted.server",
-            "--port",
-            str(port),
-            "--token-delay-ms",
-            str(token_delay_ms),
-            *extra_args,
-        ],
+        [str(BIN / "python"), "-m", module, "--port", str(port), *args],
         health_url=f"http://127.0.0.1:{port}/health",
         base_url=f"http://127.0.0.1:{port}/v1",
         env={},
-        log_path=log_dir / f"scripted-{port}.log",
+        log_path=log_dir / f"{log_name}-{port}.log",
     )
+
+
+def start_scripted_backend(
+    log_dir: Path, token_delay_ms: float = 2.0, port: int | None = None, extra_args: Sequence[str] = ()
+) -> ServerProcess:
+    args = ["--token-delay-ms", str(token_delay_ms), *extra_args]
+    return start_python_server("backends.scripted.server", args, log_dir, "scripted", port)
+
+
+def start_emulator(log_dir: Path, profile: str, time_scale: float) -> ServerProcess:
+    """The GPU emulator (`python -m backends.emulator`) with `profile`, its time scaled by `time_scale`."""
+    args = ["--profile", profile, "--time-scale", str(time_scale)]
+    return start_python_server("backends.emulator", args, log_dir, f"emulator-{profile}")
 
 
 def start_chatstack(env: Mapping[str, str], log_dir: Path, port: int | None = None) -> ServerProcess:
@@ -106,3 +129,14 @@ def start_chatstack(env: Mapping[str, str], log_dir: Path, port: int | None = No
         env={"CHATSTACK_LOG_LEVEL": "INFO", **env},
         log_path=log_dir / f"chatstack-{port}.log",
     )
+
+
+@contextmanager
+def chromium(executable: Path = CHROMIUM) -> Iterator[Browser]:
+    """Headless Chromium driven by Playwright's sync API, until the block ends."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -41,12 +41,11 @@ def _searxng_app(state: SearchServerState) -> web.Application:
 
 
 @contextmanager
-def searxng_server() -> Iterator[tuple[str, SearchServerState]]:
-    """A SearxNG-compatible JSON search endpoint on a thread; yields (base URL, state)."""
-    state = SearchServerState()
+def serve_on_thread(app: web.Application) -> Iterator[str]:
+    """Serve an aiohttp app on 127.0.0.1 from a thread of its own; yields its base URL."""
     port = free_port()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_searxng_app(state))
+    runner = web.AppRunner(app)
     started = threading.Event()
 
     def serve() -> None:
@@ -60,8 +59,16 @@ def searxng_server() -> Iterator[tuple[str, SearchServerState]]:
     thread.start()
     started.wait(10)
     try:
-        yield f"http://127.0.0.1:{port}", state
+        yield f"http://127.0.0.1:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+@contextmanager
+def searxng_server() -> Iterator[tuple[str, SearchServerState]]:
+    """A SearxNG-compatible JSON search endpoint on a thread; yields (base URL, state)."""
+    state = SearchServerState()
+    with serve_on_thread(_searxng_app(state)) as url:
+        yield url, state

@@ -15,7 +15,7 @@ from tests.tools.fake_search_servers import (
     fake_searxng,
     unused_port,
 )
-from tools.base import Source
+from tools.base import Source, ToolOutput
 from tools.web_search import (
     DEFAULT_DUCKDUCKGO_URL,
     DuckDuckGoProvider,
@@ -41,6 +41,16 @@ def make_tool(provider: SearchProvider, **kwargs: float) -> WebSearch:
     options: dict[str, float] = {"backoff_base_s": 0.001, "backoff_max_s": 0.002, "timeout_s": 5.0}
     options.update(kwargs)
     return WebSearch(provider, rng=random.Random(0), **options)  # type: ignore[arg-type]
+
+
+async def offline_output(provider: SearchProvider, name: str) -> ToolOutput:
+    """What the tool says when `provider`'s server is not there: an error, quickly, that names it."""
+    start = time.perf_counter()
+    output = await make_tool(provider).run({"query": "python"})
+    assert time.perf_counter() - start < 2
+    assert output.error is not None
+    assert output.content.startswith(f"Error: Web search is unavailable (could not reach {name}: ")
+    return output
 
 
 # --- DuckDuckGo -----------------------------------------------------------------------------------
@@ -127,11 +137,7 @@ async def test_duckduckgo_unexpected_status_is_an_error() -> None:
 
 async def test_duckduckgo_offline_fails_fast_with_a_clear_message() -> None:
     provider = DuckDuckGoProvider(f"http://127.0.0.1:{unused_port()}/html/", timeout_s=5)
-    start = time.perf_counter()
-    output = await make_tool(provider).run({"query": "python"})
-    assert time.perf_counter() - start < 2
-    assert output.error is not None
-    assert output.content.startswith("Error: Web search is unavailable (could not reach DuckDuckGo: ")
+    output = await offline_output(provider, "DuckDuckGo")
     assert "Connect" in output.content
     assert output.content.endswith("Tell the user the search could not be performed.")
 
@@ -207,12 +213,7 @@ async def test_searxng_forbidden_explains_json_format() -> None:
 
 
 async def test_searxng_offline() -> None:
-    provider = SearxngProvider(f"http://127.0.0.1:{unused_port()}", timeout_s=5)
-    start = time.perf_counter()
-    output = await make_tool(provider).run({"query": "python"})
-    assert time.perf_counter() - start < 2
-    assert output.error is not None
-    assert output.content.startswith("Error: Web search is unavailable (could not reach SearxNG: ")
+    await offline_output(SearxngProvider(f"http://127.0.0.1:{unused_port()}", timeout_s=5), "SearxNG")
 
 
 async def test_searxng_timeout() -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,27 +21,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.support.processes import CHROMIUM, chromium, free_port
+
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output" / "ui"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 CHATSTACK = str(Path(sys.executable).with_name("chatstack"))
 SLOW_SEARCH_S = 3.0
 """Searches whose query contains "slow" take this long, so a test can see the step while it runs."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _SearchHandler(BaseHTTPRequestHandler):
@@ -232,17 +217,15 @@ def auth_stack(
 def browser() -> Iterator[Any]:
     """Module-scoped: while Playwright's sync API is open, its event loop counts as running on this
     thread, and async tests run after it (in other modules) could not start their own."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = CHROMIUM if CHROMIUM.exists() else None
-    if chromium is None:
+    pytest.importorskip("playwright.sync_api")
+    executable = CHROMIUM if CHROMIUM.exists() else None
+    if executable is None:
         found = shutil.which("chromium")
         if found is None:
             pytest.skip("needs Debian's chromium (apt-get install -y chromium)")
-        chromium = Path(found)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        executable = Path(found)
+    with chromium(executable) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

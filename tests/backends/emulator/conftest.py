@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import BIN, ServerProcess, free_port, start_process
+from tests.support import processes
+from tests.support.processes import ServerProcess
 
 StartEmulator = Callable[[str, float], ServerProcess]
 
@@ -18,24 +19,7 @@ def start_emulator(log_dir: Path) -> Iterator[StartEmulator]:
     started: list[ServerProcess] = []
 
     def start(profile: str, time_scale: float) -> ServerProcess:
-        port = free_port()
-        server = start_process(
-            [
-                str(BIN / "python"),
-                "-m",
-                "backends.emulator",
-                "--profile",
-                profile,
-                "--port",
-                str(port),
-                "--time-scale",
-                str(time_scale),
-            ],
-            health_url=f"http://127.0.0.1:{port}/health",
-            base_url=f"http://127.0.0.1:{port}/v1",
-            env={},
-            log_path=log_dir / f"emulator-{profile}-{port}.log",
-        )
+        server = processes.start_emulator(log_dir, profile, time_scale)
         started.append(server)
         return server
 
