@@ -26,6 +26,7 @@ from tests.support.processes import CHROMIUM, chromium, free_port
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output" / "ui"
 CHATSTACK = str(Path(sys.executable).with_name("chatstack"))
+COLD_START_S = 6.0
 SLOW_SEARCH_S = 3.0
 """Searches whose query contains "slow" take this long, so a test can see the step while it runs."""
 
@@ -142,6 +143,20 @@ def scripted_backend() -> Iterator[str]:
         _stop(backend)
 
 
+@pytest.fixture(scope="session")
+def serverless_backend() -> Iterator[str]:
+    """A scripted backend that scales to zero: its replica takes `COLD_START_S` to start."""
+    log = OUTPUT / "logs" / "serverless-backend.log"
+    port = free_port()
+    args = ["--port", str(port), "--token-delay-ms", "5", "--cold-start-s", str(COLD_START_S)]
+    backend = _start([sys.executable, "-m", "backends.scripted.server", *args], log)
+    try:
+        _wait_until_ready(f"http://127.0.0.1:{port}/health", backend, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _stop(backend)
+
+
 def _serve(workdir: Path, name: str, backends_yaml: str, search_url: str, **env: str) -> Iterator[Stack]:
     """`chatstack serve` on a free port with its own data directory, until the generator is closed."""
     backends_file = workdir / "backends.yaml"
@@ -170,15 +185,21 @@ def _serve(workdir: Path, name: str, backends_yaml: str, search_url: str, **env:
 
 @pytest.fixture(scope="session")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, search_server: str, scripted_backend: str
+    tmp_path_factory: pytest.TempPathFactory,
+    search_server: str,
+    scripted_backend: str,
+    serverless_backend: str,
 ) -> Iterator[Stack]:
-    """The real app (`chatstack serve`) with the scripted backend and an unreachable one; no sign-in."""
+    """The real app (`chatstack serve`) with the scripted backend, an unreachable one and one that
+    scales to zero; no sign-in."""
     backends = (
         "backends:\n"
         f'  - {{name: scripted, base_url: "{scripted_backend}", model: scripted,'
         ' tool_mode: native, description: "Scripted test backend"}\n'
         '  - {name: offline, base_url: "http://127.0.0.1:1/v1", model: nothing, tool_mode: none,'
         ' description: "Nothing listens here"}\n'
+        f'  - {{name: serverless, base_url: "{serverless_backend}", model: scripted, tool_mode: native,'
+        " cold_start_timeout_s: 120}\n"
     )
     yield from _serve(
         tmp_path_factory.mktemp("ui-stack"),

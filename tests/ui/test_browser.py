@@ -190,6 +190,20 @@ def test_backend_down_gets_a_friendly_message(page: Any, stack: Stack) -> None:
         assert api.get(f"/api/conversations/{conversation_id(page)}").json()["backend"] == "offline"
 
 
+def test_a_backend_starting_from_zero_is_explained_while_it_starts(page: Any, stack: Stack) -> None:
+    open_app(page, stack)
+    page.locator("#cs-backend input").click()
+    page.get_by_role("option", name="serverless · up · tools").click()
+    send(page, "tokens: 8")
+    answer = last_answer(page)
+    expect(answer).to_contain_text("Starting serverless: it was scaled to zero", timeout=LONG)
+    expect(answer).to_contain_text("up to 2 min")
+    screenshot(page, "08-backend-starting")
+    expect(answer).to_contain_text("the quick brown fox", timeout=LONG)
+    expect(answer).not_to_contain_text("Starting serverless")
+    expect(answer.locator(".cs-timing")).to_be_visible(timeout=LONG)
+
+
 def test_rename_export_and_delete(page: Any, stack: Stack) -> None:
     open_app(page, stack)
     send(page, "a chat to rename")
