@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -29,6 +29,13 @@ def serve(
     with_nginx: Annotated[
         bool, typer.Option("--with-nginx", help="Run Debian's nginx in front (CHATSTACK_NGINX_HOST/_PORT).")
     ] = False,
+    engine: Annotated[
+        Literal["vllm", "ray"] | None,
+        typer.Option(
+            help="What hosts the embedded model: vLLM's server, or a Ray Serve app on this CPU "
+            "(default CHATSTACK_ENGINE, else vllm)."
+        ),
+    ] = None,
 ) -> None:
     """Run the API server and the browser chat (and nginx in front, with --with-nginx)."""
     import uvicorn
@@ -37,7 +44,7 @@ def serve(
     from app.main import create_app
     from app.settings import Settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides = {k: v for k, v in {"host": host, "port": port, "engine": engine}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if (
         with_nginx

@@ -23,9 +23,10 @@ async def list_backends(_user: CurrentUser, services: ServicesDep) -> BackendLis
         engine = services.engine
         if registry.get(config.name).starting:
             status, error = "starting", "scaled to zero: a replica is starting"
-        elif config.name == LOCAL_BACKEND and engine is not None and status != "up":
-            # Loading a model takes minutes: say so rather than "down".
-            loading = engine.status in ("starting", "ready")
+        elif config.name == LOCAL_BACKEND and engine is not None and engine.status != "ready":
+            # Loading a model takes minutes: say so rather than "down". The supervisor's word counts, not
+            # the poll's: a Ray Serve ingress answers /v1/models a minute before its model is loaded.
+            loading = engine.status == "starting"
             status = "starting" if loading else "down"
             error = engine.last_error or ("the embedded model is loading" if loading else error)
         items.append(

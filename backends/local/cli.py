@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -148,10 +148,16 @@ def status() -> None:
 
 
 @model_app.command()
-def serve() -> None:
+def serve(
+    engine: Annotated[
+        Literal["vllm", "ray"] | None,
+        typer.Option(help="vLLM's server, or a Ray Serve app on this CPU (default CHATSTACK_ENGINE)."),
+    ] = None,
+) -> None:
     """Run the embedded engine in the foreground, supervised, until Ctrl-C (chatstack serve does this too)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = engine_config()
+    settings = LocalSettings()
+    config = engine_config(settings.model_copy(update={"engine": engine}) if engine else settings)
     _say(f"engine log: {config.log_path}")
 
     async def run() -> None:

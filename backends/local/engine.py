@@ -2,7 +2,12 @@
 
 `EngineSupervisor.start()` returns at once; a background task fetches the model if needed, starts the
 engine, waits for `/health` (logging progress), restarts it with backoff when it crashes, and gives up
-after a bounded number of restarts. `stop()` ends it: SIGTERM to its process group, then SIGKILL.
+after a bounded number of restarts. `stop()` ends it: SIGTERM to its process group, then SIGKILL to
+whatever is left of its session.
+
+The engine is vLLM's OpenAI server (`engine="vllm"`), or the same model as a Ray Serve app built with
+`ray.serve.llm` (`engine="ray"`: `backends/serve/local.py`, which starts a one-node Ray cluster); both
+serve the same OpenAI API under `/v1` on the same host, port and model name, and answer `/health`.
 """
 
 from __future__ import annotations
@@ -32,11 +37,18 @@ from backends.local.weights import ModelCache, WeightsError
 log = logging.getLogger("chatstack.engine")
 
 EngineStatus = Literal["starting", "ready", "crashed", "stopped"]
+EngineKind = Literal["vllm", "ray"]
 
 TOOL_PARSER_PLUGIN = Path(__file__).with_name("tool_parser.py")
 CHATSTACK_ROOT = Path(__file__).resolve().parents[2]
 """On the engine's PYTHONPATH, so the tool parser plugin can import `backends.local.tool_call_text`."""
 ENGINE_MODULE = "vllm.entrypoints.openai.api_server"
+RAY_LAUNCHER_MODULE = "backends.serve.local"
+RAY_ENV = {
+    # The proxy's 5 s default readiness check killed it on a busy two-core machine (issue 3).
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 STABLE_AFTER_S = 3600.0
 """An engine that ran this long before crashing starts a fresh restart budget."""
 
@@ -57,6 +69,9 @@ class LocalEngineConfig:
     kv_cache_gb: int = 1
     tool_parser: str = "chatstack_qwen"
     extra_args: tuple[str, ...] = ()
+    engine: EngineKind = "vllm"
+    ray_dir: Path | None = None
+    """`engine="ray"`: Ray's temp dir (`<ray_dir>/tmp`) and the app's config file; default: beside the log."""
     start_timeout_s: float = 900.0
     max_restarts: int = 5
     backoff_s: float = 2.0
@@ -73,8 +88,35 @@ class LocalEngineConfig:
     def bound_cpus(self) -> tuple[int, ...]:
         return self.cpus or tuple(sorted(os.sched_getaffinity(0)))
 
+    @property
+    def ray_home(self) -> Path:
+        return self.ray_dir or self.log_path.parent.parent / "ray"
+
     def command(self, model: str) -> list[str]:
         """The engine's command line, serving `model` (a folder or hub id)."""
+        if self.engine == "ray":
+            return [
+                str(self.python),
+                "-m",
+                RAY_LAUNCHER_MODULE,
+                "--model",
+                model,
+                "--served-model-name",
+                self.source.served_name,
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--max-model-len",
+                str(self.max_model_len),
+                "--tool-call-parser",
+                self.tool_parser,
+                "--temp-dir",
+                str(self.ray_home / "tmp"),
+                "--config-out",
+                str(self.ray_home / "local-cpu.yaml"),
+                *(("--", *self.extra_args) if self.extra_args else ()),
+            ]
         return [
             str(self.python),
             "-m",
@@ -112,6 +154,9 @@ class LocalEngineConfig:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CHATSTACK_ROOT), env.get("PYTHONPATH")) if p)
         if self.source.spec is not None or self.source.is_local_folder:
             env["HF_HUB_OFFLINE"] = "1"  # a local folder needs no hub; offline, lookups would only stall
+        if self.engine == "ray":
+            for name, value in RAY_ENV.items():
+                env.setdefault(name, value)
         env.update(self.extra_env)
         return env
 
@@ -133,6 +178,8 @@ def engine_config(settings: LocalSettings | None = None) -> LocalEngineConfig:
         cpus=cpus,
         kv_cache_gb=settings.engine_kv_cache_gb,
         extra_args=tuple(shlex.split(settings.engine_extra_args)),
+        engine=settings.engine,
+        ray_dir=settings.data_dir / "ray",
         start_timeout_s=settings.engine_start_timeout_s,
         max_restarts=settings.engine_max_restarts,
     )
@@ -149,6 +196,35 @@ def _parent_death_signal() -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     return functools.partial(prctl, 1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _session_members(session: int) -> list[int]:
+    """The processes in session `session` (Linux: from /proc; elsewhere none)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # After the command name (which may hold spaces and parentheses): state ppid pgrp session ...
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 3 and int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members
+
+
+def _kill_session(session: int) -> int:
+    """SIGKILL what is left of the session the engine leads. Ray's workers (its Serve controller, proxy,
+    replicas and their vLLM processes) each lead a process group of their own, out of reach of `killpg`,
+    but stay in the engine's session. Returns how many processes were signalled."""
+    killed = 0
+    for pid in _session_members(session):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -313,8 +389,9 @@ class EngineSupervisor:
                 start_new_session=True,  # its own process group, so stop() reaches its workers too
                 preexec_fn=_parent_death_signal(),
             )
-        log.info("starting embedded model %s (pid %d, log %s)",
-                 config.source.served_name, self._process.pid, config.log_path)  # fmt: skip
+        host = "Ray Serve" if config.engine == "ray" else "vLLM"
+        log.info("starting embedded model %s on %s (pid %d, log %s)",
+                 config.source.served_name, host, self._process.pid, config.log_path)  # fmt: skip
         return await self._wait_healthy(self._process)
 
     async def _wait_healthy(self, process: asyncio.subprocess.Process) -> bool:
@@ -366,3 +443,7 @@ class EngineSupervisor:
             os.killpg(process.pid, signal.SIGKILL)
         if process.returncode is None:
             await process.wait()
+        # And of its session (it was started with start_new_session, so the session id is its pid).
+        left = await asyncio.to_thread(_kill_session, process.pid)
+        if left:
+            log.warning("embedded model: killed %d process(es) it left behind", left)

@@ -5,15 +5,23 @@ environment (pip: ResolutionImpossible). The engine runs as a separate process a
 own virtualenv, installed from a pinned list with `--no-deps` (see `engine-requirements.txt`). Ray Serve
 (`backends/serve/`, whose apps host vLLM) goes into the same venv from a second pinned list installed in
 the same run and covered by the same stamp.
+
+chatstack's vLLM plugins (the `chatstack_qwen` tool parser) are declared as `vllm.general_plugins` entry
+points in pyproject.toml. vLLM's own server could take the parser as `--tool-parser-plugin FILE`, but a
+Ray Serve app cannot pass that on, so the entry points must be visible in the venv: `install-engine`
+writes them as a small distribution's metadata (`chatstack_engine_plugins-<version>.dist-info`, no code;
+the code is imported from the checkout, which the engine's PYTHONPATH holds), covered by the stamp too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +38,13 @@ CHECK = (
     "print(vllm.__version__, torch.__version__)"
 )
 CHECK_SERVE = "import ray.serve.llm"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+PLUGIN_GROUPS = ("vllm.general_plugins",)
+PLUGIN_DIST = "chatstack_engine_plugins"
+CHECK_PLUGINS = (
+    "from importlib.metadata import entry_points; "
+    "assert 'chatstack_qwen' in entry_points(group='vllm.general_plugins').names, 'no chatstack_qwen plugin'"
+)
 
 Requirements = Path | Sequence[Path]
 """One pinned requirements file, or several installed together (no package may be in two of them)."""
@@ -50,12 +65,67 @@ def requirements_digest(requirements: Requirements = DEFAULT_REQUIREMENTS) -> st
     return digest.hexdigest()
 
 
+def plugin_entry_points() -> str:
+    """chatstack's vLLM plugin entry points as an `entry_points.txt`: from pyproject.toml in a checkout,
+    else from the installed chatstack's metadata."""
+    if PYPROJECT.is_file():
+        declared = tomllib.loads(PYPROJECT.read_text())["project"].get("entry-points", {})
+        groups = {group: dict(declared.get(group, {})) for group in PLUGIN_GROUPS}
+    else:
+        points = importlib.metadata.distribution("chatstack").entry_points
+        groups = {group: {p.name: p.value for p in points.select(group=group)} for group in PLUGIN_GROUPS}
+    text = ""
+    for group, entries in groups.items():
+        if entries:
+            text += f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in entries.items()) + "\n"
+    return text
+
+
+def install_digest(requirements: Requirements = DEFAULT_REQUIREMENTS) -> str:
+    """What the stamp records: the requirements and the plugin entry points."""
+    return hashlib.sha256(
+        f"{requirements_digest(requirements)}\n{plugin_entry_points()}".encode()
+    ).hexdigest()
+
+
+def _plugin_dist_infos(venv: Path) -> list[Path]:
+    return sorted(venv.glob(f"lib/python3*/site-packages/{PLUGIN_DIST}-*.dist-info"))
+
+
+def write_plugin_metadata(site_packages: Path) -> Path:
+    """Write (or replace) the metadata-only distribution that declares chatstack's vLLM plugins."""
+    for old in site_packages.glob(f"{PLUGIN_DIST}-*.dist-info"):
+        for file in old.iterdir():
+            file.unlink()
+        old.rmdir()
+    dist_info = site_packages / f"{PLUGIN_DIST}-0.dist-info"
+    dist_info.mkdir()
+    files = {
+        "METADATA": (
+            f"Metadata-Version: 2.1\nName: {PLUGIN_DIST.replace('_', '-')}\nVersion: 0\n"
+            "Summary: chatstack's vLLM plugins (entry points only), written by `chatstack model "
+            "install-engine`; the code comes from the chatstack checkout on PYTHONPATH\n"
+        ),
+        "entry_points.txt": plugin_entry_points(),
+        "INSTALLER": "chatstack\n",
+    }
+    for name, text in files.items():
+        (dist_info / name).write_text(text)
+    # RECORD lets `pip uninstall chatstack-engine-plugins` remove it like any distribution.
+    record = [f"{dist_info.name}/{name},," for name in [*files, "RECORD"]]
+    (dist_info / "RECORD").write_text("\n".join(record) + "\n")
+    return dist_info
+
+
 def engine_installed(venv: Path, requirements: Requirements = DEFAULT_REQUIREMENTS) -> bool:
-    """Whether `venv` holds the engine, installed from the current requirements."""
+    """Whether `venv` holds the engine and the plugin entry points, installed from the current sources."""
     stamp = venv / STAMP
     python = venv / "bin" / "python"
     return (
-        python.exists() and stamp.is_file() and stamp.read_text().strip() == requirements_digest(requirements)
+        python.exists()
+        and stamp.is_file()
+        and stamp.read_text().strip() == install_digest(requirements)
+        and bool(_plugin_dist_infos(venv))
     )
 
 
@@ -98,10 +168,21 @@ def install_engine(
         "installing vLLM (CPU), Ray Serve and their pinned dependencies (a few minutes the first time)",
         progress,
     )  # fmt: skip
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+    )
+    if site.returncode != 0:
+        raise EngineInstallError(f"cannot find the engine's site-packages:\n{site.stderr.strip()[-2000:]}")
+    dist_info = write_plugin_metadata(Path(site.stdout.strip()))
+    progress(f"vLLM plugin entry points: {dist_info}")
     checks = [CHECK, CHECK_SERVE] if SERVE_REQUIREMENTS_FILE in files else [CHECK]
-    check = subprocess.run([str(python), "-c", "; ".join(checks)], capture_output=True, text=True)
+    check = subprocess.run(
+        [str(python), "-c", "; ".join([*checks, CHECK_PLUGINS])], capture_output=True, text=True
+    )
     if check.returncode != 0:
         raise EngineInstallError(f"the engine does not import:\n{check.stderr.strip()[-2000:]}")
-    (venv / STAMP).write_text(requirements_digest(requirements) + "\n")
+    (venv / STAMP).write_text(install_digest(requirements) + "\n")
     progress(f"engine ready: vLLM {check.stdout.split()[0]} in {venv}")
     return python

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,9 @@ class LocalSettings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     """The server's database and logs; the engine's log is `<data_dir>/logs/engine.log`."""
 
+    engine: Literal["vllm", "ray"] = "vllm"
+    """What hosts the model: `vllm` (vLLM's OpenAI server) or `ray` (a Ray Serve app built with
+    `ray.serve.llm`, as the GPU deployments are: backends/serve/local.py). Same port, name and API."""
     engine_host: str = "127.0.0.1"
     engine_port: int = Field(default=8001, ge=1, le=65535)
     engine_max_model_len: int = Field(default=4096, ge=256)
@@ -59,7 +63,8 @@ class LocalSettings(BaseSettings):
     engine_max_restarts: int = Field(default=5, ge=0)
     """Restarts after crashes before the supervisor gives up (the count resets after a healthy hour)."""
     engine_extra_args: str = ""
-    """More `vllm serve` arguments, split like a shell would, e.g. `--enforce-eager`."""
+    """More `vllm serve` arguments, split like a shell would, e.g. `--enforce-eager` (with `engine=ray`
+    they become the app's `engine_kwargs`)."""
 
     def resolved_engine_python(self) -> Path:
         return self.engine_python or self.engine_venv / "bin" / "python"

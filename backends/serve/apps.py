@@ -249,3 +249,58 @@ DEEPSEEK = ServeApp(
 )
 
 APPS: Mapping[str, ServeApp] = {app.name: app for app in (QWEN, QWEN_SERVERLESS, DEEPSEEK_PD, DEEPSEEK)}
+
+
+LOCAL_APP_NAME = "local"
+LOCAL_CPU_RAY_CPUS = 4
+"""Logical CPUs the local Ray cluster offers (`ray.init(num_cpus=...)`): the engine's placement-group
+bundle, the model server and the ingress each ask for one; they are scheduling tokens, not cores (vLLM
+binds its threads to the cores in `VLLM_CPU_OMP_THREADS_BIND`)."""
+
+
+def local_cpu_app(
+    *,
+    model_id: str,
+    model_source: str,
+    port: int,
+    max_model_len: int,
+    tool_call_parser: str,
+    env_vars: Mapping[str, str],
+    engine_kwargs: Mapping[str, Any] | None = None,
+) -> ServeApp:
+    """The embedded model (the `local` backend) as a Ray Serve app on this machine's CPU: the same
+    `build_openai_app` and `LLMConfig` shape as the GPU apps, with `accelerator_config: {kind: cpu}`
+    instead of an `accelerator_type`.
+
+    Built at start by `backends.serve.local` (`chatstack serve --engine ray`) from the same settings as
+    the plain vLLM engine, because the model folder, the cores and the port are this machine's; so no
+    config file is committed for it. `env_vars` are vLLM's CPU settings (thread binding, KV cache space),
+    which reach the model server and its engine workers through the runtime env.
+    """
+    engine: dict[str, Any] = {
+        "dtype": "bfloat16",
+        "max_model_len": max_model_len,
+        "enable_auto_tool_choice": True,
+        # Registered through the `vllm.general_plugins` entry point (`install-engine` makes it visible).
+        "tool_call_parser": tool_call_parser,
+        **(engine_kwargs or {}),
+    }
+    return ServeApp(
+        name=LOCAL_APP_NAME,
+        builder="openai",
+        port=port,
+        summary="the embedded model on this machine's CPU (vLLM CPU build), one replica",
+        args={
+            "llm_configs": [
+                {
+                    "model_loading_config": {"model_id": model_id, "model_source": model_source},
+                    "accelerator_config": {"kind": "cpu"},
+                    "engine_kwargs": engine,
+                    "runtime_env": {"env_vars": dict(env_vars)},
+                    "deployment_config": {"num_replicas": 1, "max_ongoing_requests": MAX_NUM_SEQS},
+                }
+            ],
+            # One router replica is plenty on a laptop (Ray's default is two per model replica).
+            "ingress_deployment_config": {"num_replicas": 1},
+        },
+    )

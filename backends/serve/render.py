@@ -61,8 +61,12 @@ def render(app: ServeApp) -> str:
     labels = ["prefill", "decode"] if app.builder == "pd" else [app.name] * len(app.llm_configs())
     for label, budget in zip(labels, check_app(app), strict=True):
         lines.extend(f"#   {part}" for part in _wrap(f"{label}: {budget.explain()}"))
-    body = yaml.dump(serve_config(app), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
-    return "\n".join(lines) + "\n" + body
+    return "\n".join(lines) + "\n" + config_yaml(app)
+
+
+def config_yaml(app: ServeApp) -> str:
+    """`serve_config(app)` as YAML, the way the config files write it."""
+    return yaml.dump(serve_config(app), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
 
 
 def _wrap(text: str, width: int = 96) -> list[str]:

@@ -22,7 +22,8 @@ from tests.support.processes import free_port
 
 # A stand-in for `python -m vllm.entrypoints.openai.api_server`: same module path, same --port flag.
 # FAKE_MODE: "ok" (healthy after FAKE_DELAY_S), "exit" (dies while starting), "crash_once" (healthy,
-# then dies once), "stubborn" (ignores SIGTERM). It starts a child "worker", as vLLM does.
+# then dies once), "stubborn" (ignores SIGTERM), "escape" (its worker leaves its process group). It starts
+# a child "worker", as vLLM does.
 FAKE_ENGINE = textwrap.dedent(
     """
     import argparse, http.server, json, os, signal, subprocess, sys, time
@@ -31,12 +32,14 @@ FAKE_ENGINE = textwrap.dedent(
     args, _ = parser.parse_known_args()
     state = os.environ["FAKE_STATE"]
     starts = len(open(state).read().splitlines()) if os.path.exists(state) else 0
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    mode = os.environ.get("FAKE_MODE", "ok")
+    # "escape": the worker leads a process group of its own, as Ray's workers do (same session).
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                              process_group=0 if mode == "escape" else None)
     with open(state, "a") as out:
         out.write(json.dumps({"pid": os.getpid(), "worker": worker.pid, "argv": sys.argv[1:],
                               "env": {k: v for k, v in os.environ.items() if k.startswith(("VLLM_", "HF_"))},
                               "pythonpath": os.environ.get("PYTHONPATH", "")}) + "\\n")
-    mode = os.environ.get("FAKE_MODE", "ok")
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(float(os.environ.get("FAKE_DELAY_S", "0.2")))
@@ -183,6 +186,19 @@ async def test_an_engine_that_ignores_sigterm_is_killed(tmp_path: Path, fake_eng
     assert not alive(int(starts(tmp_path)[0]["pid"]))  # type: ignore[call-overload]
 
 
+async def test_workers_in_process_groups_of_their_own_are_stopped_too(
+    tmp_path: Path, fake_engine: Path
+) -> None:
+    supervisor = EngineSupervisor(config_for(tmp_path, fake_engine, "escape"))
+    await supervisor.start()
+    assert await supervisor.wait_ready(30)
+    [started] = starts(tmp_path)
+    worker = int(started["worker"])  # type: ignore[call-overload]
+    assert os.getpgid(worker) == worker
+    await supervisor.stop()
+    await wait_for(lambda: not alive(worker), timeout=10)
+
+
 async def test_without_the_engine_installed_it_says_how_to_install_it(
     tmp_path: Path, fake_engine: Path
 ) -> None:
@@ -230,6 +246,46 @@ def test_config_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     config = engine_config(LocalSettings(_env_file=None))  # type: ignore[call-arg]
     assert config.cache.root == tmp_path / "models"
     assert config.source.served_name == "qwen2.5-coder-0.5b-instruct"
+
+
+def test_the_ray_engine_runs_the_serve_launcher_with_the_same_contract(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("CHATSTACK_", "RAY_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CHATSTACK_ENGINE", "ray")
+    monkeypatch.setenv("CHATSTACK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CHATSTACK_ENGINE_PORT", "8123")
+    monkeypatch.setenv("CHATSTACK_MODEL", "qwen2.5-coder-0.5b")
+    monkeypatch.setenv("CHATSTACK_ENGINE_EXTRA_ARGS", "--enforce-eager")
+    config = engine_config(LocalSettings(_env_file=None))  # type: ignore[call-arg]
+    assert config.engine == "ray"
+
+    command = config.command("/models/x")
+    assert command[:3] == [str(config.python), "-m", "backends.serve.local"]
+    flags = dict(zip(command[3:-2:2], command[4:-2:2], strict=True))
+    assert flags == {
+        "--model": "/models/x",
+        "--served-model-name": "qwen2.5-coder-0.5b-instruct",
+        "--host": "127.0.0.1",
+        "--port": "8123",
+        "--max-model-len": "4096",
+        "--tool-call-parser": "chatstack_qwen",
+        "--temp-dir": str(tmp_path / "data" / "ray" / "tmp"),
+        "--config-out": str(tmp_path / "data" / "ray" / "local-cpu.yaml"),
+    }
+    assert command[-2:] == ["--", "--enforce-eager"]
+    assert config.log_path == tmp_path / "data" / "logs" / "engine.log"
+    env = config.environment()
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == ",".join(map(str, config.cpus))
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert env["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"] == "60"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(__file__).resolve().parents[2])
+
+    monkeypatch.setenv("CHATSTACK_ENGINE", "tgi")
+    with pytest.raises(ValueError, match="vllm"):
+        LocalSettings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_model_can_be_a_folder_or_a_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 
-from backends.local.engine_env import REQUIREMENTS_FILE, STAMP, engine_installed, requirements_digest
+from backends.local.engine_env import (
+    REQUIREMENTS_FILE,
+    STAMP,
+    engine_installed,
+    install_digest,
+    plugin_entry_points,
+    requirements_digest,
+    write_plugin_metadata,
+)
 
 
 def pins() -> dict[str, str]:
@@ -32,4 +41,31 @@ def test_the_engine_counts_as_installed_only_from_the_current_requirements(tmp_p
     (venv / STAMP).write_text("stale\n")
     assert not engine_installed(venv)
     (venv / STAMP).write_text(requirements_digest() + "\n")
+    assert not engine_installed(venv), "the stamp covers the plugin entry points too"
+    (venv / STAMP).write_text(install_digest() + "\n")
+    assert not engine_installed(venv), "no plugin metadata: the tool parser would be missing under Ray"
+    write_plugin_metadata(_site_packages(venv))
     assert engine_installed(venv)
+
+
+def _site_packages(venv: Path) -> Path:
+    site = venv / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    return site
+
+
+def test_the_plugin_metadata_declares_the_tool_parser_as_pyproject_does(tmp_path: Path) -> None:
+    assert "[vllm.general_plugins]\nchatstack_qwen = backends.local.tool_parser:register\n" in (
+        plugin_entry_points()
+    )
+    site = _site_packages(tmp_path)
+    first = write_plugin_metadata(site)
+    again = write_plugin_metadata(site)  # replaces, never piles up
+    assert [p.name for p in site.iterdir()] == [again.name] == [first.name]
+    (dist,) = importlib.metadata.distributions(path=[str(site)])
+    assert dist.metadata["Name"] == "chatstack-engine-plugins"
+    (point,) = dist.entry_points.select(group="vllm.general_plugins")
+    assert (point.name, point.value) == ("chatstack_qwen", "backends.local.tool_parser:register")
+    assert sorted((again / "RECORD").read_text().split()) == sorted(
+        f"{again.name}/{f.name},," for f in again.iterdir()
+    )
