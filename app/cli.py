@@ -76,7 +76,8 @@ def serve(
         uvicorn.Server(config).run()
         return
 
-    from app.nginx_runner import NginxError, ProxyOptions, run_behind_nginx
+    from app.nginx_config import NginxError, ProxyOptions
+    from app.nginx_runner import run_behind_nginx
 
     upstream_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     try:

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from app.db.engine import create_engine, session_factory
 from app.db.models import Run
-from app.nginx_runner import NginxProcess, ProxyOptions
+from app.nginx_config import ProxyOptions
+from app.nginx_runner import NginxProcess
 from tests.support.processes import ServerProcess, free_port, start_chatstack
 from tests.support.sse import answer_text, new_conversation, read_events, start_message
 

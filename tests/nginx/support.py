@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 from httpx_sse import aconnect_sse
 
-from app.nginx_runner import NginxProcess, ProxyOptions, find_nginx
+from app.nginx_config import ProxyOptions
+from app.nginx_runner import NginxProcess, find_nginx
 from tests.support.processes import ServerProcess, free_port
 
 T = TypeVar("T")

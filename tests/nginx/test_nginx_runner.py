@@ -22,18 +22,14 @@ import uvicorn
 from aiohttp import web
 
 from app import nginx_runner
+from app.nginx_config import NginxError, ProxyOptions, render_prefix, render_template, write_prefix
 from app.nginx_runner import (
-    NginxError,
     NginxNotFound,
     NginxProcess,
     ProxiedServer,
-    ProxyOptions,
     check_config,
     find_nginx,
-    render_prefix,
-    render_template,
     serve_behind_nginx,
-    write_prefix,
 )
 from tests.support.processes import ROOT, free_port
 
@@ -421,7 +417,8 @@ def test_run_command_stops_nginx_on_sigterm(prefix: Path) -> None:
 SERVE_SCRIPT = """
 import sys, uvicorn
 from pathlib import Path
-from app.nginx_runner import ProxyOptions, run_behind_nginx
+from app.nginx_config import ProxyOptions
+from app.nginx_runner import run_behind_nginx
 
 async def hello(scope, receive, send):
     if scope["type"] == "http":
