@@ -94,33 +94,8 @@ class LocalEngineConfig:
 
     def command(self, model: str) -> list[str]:
         """The engine's command line, serving `model` (a folder or hub id)."""
-        if self.engine == "ray":
-            return [
-                str(self.python),
-                "-m",
-                RAY_LAUNCHER_MODULE,
-                "--model",
-                model,
-                "--served-model-name",
-                self.source.served_name,
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-                "--max-model-len",
-                str(self.max_model_len),
-                "--tool-call-parser",
-                self.tool_parser,
-                "--temp-dir",
-                str(self.ray_home / "tmp"),
-                "--config-out",
-                str(self.ray_home / "local-cpu.yaml"),
-                *(("--", *self.extra_args) if self.extra_args else ()),
-            ]
-        return [
-            str(self.python),
-            "-m",
-            ENGINE_MODULE,
+        # Both launchers take vLLM's names for what they share.
+        common = [
             "--model",
             model,
             "--served-model-name",
@@ -131,11 +106,29 @@ class LocalEngineConfig:
             str(self.port),
             "--max-model-len",
             str(self.max_model_len),
+            "--tool-call-parser",
+            self.tool_parser,
+        ]
+        if self.engine == "ray":
+            return [
+                str(self.python),
+                "-m",
+                RAY_LAUNCHER_MODULE,
+                *common,
+                "--temp-dir",
+                str(self.ray_home / "tmp"),
+                "--config-out",
+                str(self.ray_home / "local-cpu.yaml"),
+                *(("--", *self.extra_args) if self.extra_args else ()),
+            ]
+        return [
+            str(self.python),
+            "-m",
+            ENGINE_MODULE,
+            *common,
             "--dtype",
             "bfloat16",
             "--enable-auto-tool-choice",
-            "--tool-call-parser",
-            self.tool_parser,
             "--tool-parser-plugin",
             str(TOOL_PARSER_PLUGIN),
             *self.extra_args,
