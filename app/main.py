@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(manager.heartbeat_forever()),
             asyncio.create_task(manager.flush_forever()),
         ]
+        # Everything built so far (Gradio and its imports alone are millions of objects) lives as long
+        # as the app: out of the collector's sight, full collections stop pausing every stream.
+        gc.freeze()
         try:
             yield
         finally:
