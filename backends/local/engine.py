@@ -203,7 +203,8 @@ def _session_members(session: int) -> list[int]:
             continue
         # After the command name (which may hold spaces and parentheses): state ppid pgrp session ...
         fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 3 and int(fields[3]) == session:
+        # A zombie has already exited (the group's SIGKILL just now): only its parent's wait() is missing.
+        if len(fields) > 3 and int(fields[3]) == session and fields[0] != "Z":
             members.append(int(entry.name))
     return members
 
