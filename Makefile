@@ -33,7 +33,7 @@ bench: install  ## A short run of every phase against the emulator profiles -> b
 lint: install  ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app agent tools backends bench ui
+	$(BIN)/mypy app agent tools backends bench ui protocol
 
 test: lint engine  ## Everything CI runs: lint, types, unit and end-to-end tests (SQLite and PostgreSQL)
 	$(BIN)/pytest -q $(PYTEST_ARGS)

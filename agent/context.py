@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from agent.events import EventSink
 from agent.model import ChatModel
-from backends.config import AnswerStep, ToolMode
+from backends.client.config import AnswerStep, ToolMode
 from tools.base import Tool
 
 

@@ -11,8 +11,15 @@ from typing import Any, Protocol
 
 from agent.events import BackendReady, BackendStarting, EventSink, Usage
 from agent.messages import ChatMessage
-from backends.client import BackendClient
-from backends.errors import BackendError
+from backends.client.errors import (
+    BackendBadResponse,
+    BackendError,
+    BackendHTTPError,
+    BackendStartTimeout,
+    BackendTimeout,
+    BackendUnavailable,
+)
+from backends.client.http_client import BackendClient
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +54,64 @@ class ChatModel(Protocol):
     ) -> AsyncIterator[ModelChunk]: ...
 
 
-def parse_chunk(chunk: dict[str, Any]) -> ModelChunk:
-    """Read the parts of an OpenAI `chat.completion.chunk` the agent uses."""
+def parse_chunk(chunk: dict[str, Any], backend: str) -> ModelChunk:
+    """Read the parts of an OpenAI `chat.completion.chunk` the agent uses.
+
+    A backend's chunk is untrusted: fields of the wrong type raise `BackendBadResponse`, never a
+    `TypeError` or `ValueError` that would end the run as chatstack's own internal error.
+    """
+    try:
+        return _read_chunk(chunk)
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise BackendBadResponse(backend, "it sent a chunk that is not a chat completion chunk") from exc
+
+
+def _read_chunk(chunk: dict[str, Any]) -> ModelChunk:
     out = ModelChunk()
     usage = chunk.get("usage")
     if isinstance(usage, dict):
-        out.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        out.usage = Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
-        out.text += delta.get("content") or ""
+        out.text += _text(delta.get("content"))
         for raw in delta.get("tool_calls") or []:
             function = raw.get("function") or {}
             out.tool_calls.append(
                 ToolCallDelta(
-                    index=int(raw.get("index") or 0),
-                    id=raw.get("id"),
-                    name=function.get("name"),
-                    arguments=function.get("arguments") or "",
+                    index=_count(raw.get("index")),
+                    id=_optional_text(raw.get("id")),
+                    name=_optional_text(function.get("name")),
+                    arguments=_text(function.get("arguments")),
                 )
             )
     return out
+
+
+def _count(value: object) -> int:
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise ValueError(f"expected a count, got {value!r:.40}")
+    return value
+
+
+def _text(value: object) -> str:
+    return _optional_text(value) or ""
+
+
+def _optional_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (a JSON escape like \ud800 that is not text): no stream, log or
+            # database could encode it later, so it becomes "?" here, where it enters.
+            value = value.encode(errors="replace").decode()
+    return value
 
 
 RETRY_DELAY_S = 0.5
@@ -76,9 +121,11 @@ COLD_RETRY_MAX_DELAY_S = 5.0
 
 
 def _worth_retrying(exc: BackendError) -> bool:
-    if exc.kind in ("unavailable", "timeout"):
+    if isinstance(exc, BackendUnavailable | BackendTimeout):
         return True
-    return exc.kind == "http_error" and (exc.status is None or exc.status >= 500 or exc.status == 429)
+    return isinstance(exc, BackendHTTPError) and (
+        exc.status is None or exc.status >= 500 or exc.status == 429
+    )
 
 
 class _NoOutput(Exception):
@@ -152,7 +199,7 @@ class BackendChatModel:
             try:
                 async for chunk in client.stream_chat(payload):
                     started = True
-                    yield parse_chunk(chunk)
+                    yield parse_chunk(chunk, client.name)
                 return
             except BackendError as exc:
                 if started:
@@ -183,7 +230,7 @@ class BackendChatModel:
                                 started = True
                                 scope.reschedule(None)
                                 await notice.answered()
-                            yield parse_chunk(chunk)
+                            yield parse_chunk(chunk, client.name)
                     return
                 except TimeoutError:
                     raise _NoOutput(_start_timeout(client, cold_start_s)) from None
@@ -234,4 +281,4 @@ class _ColdStartNotice:
 
 
 def _start_timeout(client: BackendClient, cold_start_s: float) -> BackendError:
-    return BackendError(client.name, "start_timeout", f"the backend did not start within {cold_start_s:g} s")
+    return BackendStartTimeout(client.name, f"the backend did not start within {cold_start_s:g} s")

@@ -184,12 +184,30 @@ async def _invoke(ctx: AgentContext, name: str, arguments: dict[str, Any]) -> To
             content=prompts.UNKNOWN_TOOL.format(name=name, available=available),
             error=f"unknown tool {name!r}",
         )
+    task = asyncio.create_task(tool.run(arguments))
     try:
-        return await asyncio.wait_for(tool.run(arguments), ctx.tool_timeout_s)
-    except TimeoutError:
+        done, _ = await asyncio.wait({task}, timeout=ctx.tool_timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        # Not wait_for: it waits for the cancelled tool to wind down, so a tool that ignores or is slow
+        # to honour cancellation would hold the run past its timeout. The tool is left to end alone.
+        task.cancel()
+        task.add_done_callback(_forget)
         return error_output(f"the {name} tool did not answer within {ctx.tool_timeout_s:g} s")
+    try:
+        return task.result()
+    except asyncio.CancelledError:  # the tool cancelled itself: still its failure, not the run's
+        return error_output(f"the {name} tool was cancelled")
     except Exception as exc:  # a tool bug must reach the model as an error, not end the run
         return error_output(f"the {name} tool failed: {type(exc).__name__}: {exc}")
+
+
+def _forget(task: asyncio.Task[ToolOutput]) -> None:
+    """Retrieve an abandoned tool's outcome, so that its failure is not reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def route_after_model(state: AgentState) -> Literal["tools", "__end__"]:

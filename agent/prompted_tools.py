@@ -1,26 +1,23 @@
 """Tool calling for backends without a native tool parser: tools described in the prompt, calls parsed
 from the model's text.
 
-Accepted call forms, because small and non-tool-tuned models wander between them:
-`<tool_call>{...}</tool_call>` blocks (Hermes style), a fenced ```json block, or a bare JSON object,
-each holding `{"name": ..., "arguments": {...}}` (`parameters` is accepted for `arguments`).
+The text is read by the one tool-call text parser (`backends/local/tool_call_text.py`, which the vLLM
+plugin uses too): `<tool_call>{...}</tool_call>` blocks (Hermes style), a fenced ```json block, or a
+bare JSON object starting a line, each holding `{"name": ..., "arguments": {...}}` (`parameters` is
+accepted for `arguments`), because small and non-tool-tuned models wander between them. Unlike the
+engine, the agent can tell the model its call was unreadable, so a `<tool_call>` block that is not a
+call is reported (`MalformedToolCall`) rather than shown as text.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from typing import Any
 
 from agent import prompts
 from agent.messages import ToolCall, new_call_id
+from backends.local.tool_call_text import StreamingToolCallText, scan_tool_calls
 from tools.base import Tool
-
-_OPEN = "<tool_call>"
-_CLOSE = "</tool_call>"
-_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-_FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)\s*```", re.DOTALL)
 
 
 def tools_prompt(tools: list[Tool]) -> str:
@@ -45,56 +42,19 @@ class MalformedToolCall(ValueError):
     """Text that is clearly meant as a tool call but cannot be read as one."""
 
 
-def _call_from_object(obj: Any) -> ToolCall:
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        raise MalformedToolCall('expected an object with a string "name"')
-    args = obj.get("arguments", obj.get("parameters", {}))
-    if isinstance(args, str):
-        arguments = args
-    elif isinstance(args, dict):
-        arguments = json.dumps(args, ensure_ascii=False)
-    else:
-        raise MalformedToolCall('"arguments" must be a JSON object')
-    return ToolCall(id=new_call_id(), name=obj["name"], arguments=arguments)
-
-
-def _calls_from_json(text: str) -> list[ToolCall]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise MalformedToolCall(f"invalid JSON: {exc}") from exc
-    objects = value if isinstance(value, list) else [value]
-    return [_call_from_object(o) for o in objects]
-
-
-def _looks_like_call_object(text: str) -> bool:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return False
-    objects = value if isinstance(value, list) else [value]
-    return bool(objects) and all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in objects)
-
-
 def parse_tool_calls(text: str) -> ParsedText:
     """Split a complete model reply into plain text and tool calls.
 
     Raises `MalformedToolCall` when a `<tool_call>` block cannot be read, so the model can be told.
-    A fenced or bare JSON object that is not shaped like a call is ordinary answer text.
+    A fenced or bare JSON value that is not shaped like a call is ordinary answer text.
     """
-    if _OPEN in text:
-        head = text[: text.index(_OPEN)]
-        calls: list[ToolCall] = []
-        for match in _BLOCK.finditer(text):
-            calls.extend(_calls_from_json(match.group(1)))
-        return ParsedText(head.strip(), calls)
-    stripped = text.strip()
-    fence = _FENCE.fullmatch(stripped)
-    if fence and _looks_like_call_object(fence.group(1)):
-        return ParsedText("", _calls_from_json(fence.group(1)))
-    if stripped.startswith(("{", "[")) and _looks_like_call_object(stripped):
-        return ParsedText("", _calls_from_json(stripped))
-    return ParsedText(text, [])
+    scan = scan_tool_calls(text, None, final=True, report_malformed=True)
+    if scan.malformed is not None:
+        raise MalformedToolCall(scan.malformed)
+    if not scan.calls:
+        return ParsedText(text, [])
+    calls = [ToolCall(id=new_call_id(), name=c.name, arguments=c.arguments) for c in scan.calls]
+    return ParsedText(text[: scan.content_end].strip(), calls)
 
 
 class StreamFilter:
@@ -105,67 +65,29 @@ class StreamFilter:
     """
 
     def __init__(self) -> None:
-        self._buffer = ""
-        self._shown = 0
-        self._holding = False  # the rest of the reply is (probably) a tool call
+        self._stream = StreamingToolCallText(None, report_malformed=True)
+        self._leading = ""  # whitespace before anything shown: a reply that is only a call shows nothing
+        self._showing = False
 
     def feed(self, text: str) -> str:
-        self._buffer += text
-        if self._holding:
+        content, _ = self._stream.feed(text)
+        if self._showing:
+            return content
+        self._leading += content
+        if not self._leading.strip():
             return ""
-        if self._shown == 0:
-            head = self._buffer.lstrip()
-            if not head or _maybe_call_start(head):
-                if _definitely_call_start(head):
-                    self._holding = True
-                return ""
-        pending = self._buffer[self._shown :]
-        cut = pending.find(_OPEN)
-        if cut >= 0:
-            self._holding = True
-            return self._release(cut)
-        # Keep back a tail that could be the first characters of "<tool_call>".
-        keep = _partial_suffix(pending, _OPEN)
-        return self._release(len(pending) - keep)
-
-    def _release(self, count: int) -> str:
-        out = self._buffer[self._shown : self._shown + count]
-        self._shown += count
-        return out
+        self._showing = True
+        content, self._leading = self._leading, ""
+        return content
 
     def finish(self) -> str:
         """Text still held back that turned out to be answer text (empty if it is a tool call)."""
-        rest = self._buffer[self._shown :]
-        try:
-            parsed = parse_tool_calls(rest if self._shown else self._buffer)
-        except MalformedToolCall:
+        rest = self._leading + self._stream.finish()
+        self._leading = ""
+        if (self._stream.called or self._stream.malformed is not None) and not rest.strip():
             return ""
-        if parsed.tool_calls:
-            return parsed.text if self._shown == 0 else ""
         return rest
 
     @property
     def text(self) -> str:
-        return self._buffer
-
-
-def _maybe_call_start(head: str) -> bool:
-    if head.startswith(("{", "[")):
-        return True
-    if head.startswith("```"):
-        first_newline = head.find("\n")
-        if first_newline < 0:
-            return len(head) < 20
-        return head[first_newline:].lstrip().startswith(("{", "[")) or not head[first_newline:].strip()
-    return _OPEN.startswith(head[: len(_OPEN)]) or head.startswith(_OPEN)
-
-
-def _definitely_call_start(head: str) -> bool:
-    return head.startswith(_OPEN)
-
-
-def _partial_suffix(text: str, marker: str) -> int:
-    for size in range(min(len(marker) - 1, len(text)), 0, -1):
-        if text.endswith(marker[:size]):
-            return size
-    return 0
+        return self._stream.text

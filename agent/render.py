@@ -7,7 +7,7 @@ from typing import Any
 
 from agent import prompts
 from agent.messages import ChatMessage, tool_calls_of
-from backends.config import ToolMode
+from backends.client.config import ToolMode
 
 
 def _call_block(name: str, arguments: str) -> str:

@@ -9,8 +9,8 @@ from agent.events import EventSink
 from agent.model import BackendChatModel
 from agent.prompts import SYSTEM_PROMPT
 from app.settings import Settings
-from backends.client import BackendClient
-from backends.registry import BackendRegistry
+from backends.client.http_client import BackendClient
+from backends.client.registry import BackendRegistry
 from tools.base import Tool
 
 

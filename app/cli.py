@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import typer
 
 from app.users_cli import users_app
-from backends.config import BackendConfigError
+from backends.client.config import BackendConfigError
 from backends.emulator.cli import emulate
 from backends.local.cli import model_app
 from bench.cli import bench_app
@@ -40,6 +40,7 @@ def serve(
     """Run the API server and the browser chat (and nginx in front, with --with-nginx)."""
     import uvicorn
 
+    from app.http_protocol import BoundedHttpToolsProtocol
     from app.log_context import configure_logging
     from app.main import create_app
     from app.settings import Settings
@@ -64,8 +65,10 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
+        # httptools' speed, with request heads bounded (uvicorn bounds them only for h11).
+        http=BoundedHttpToolsProtocol,
+        # At TRACE uvicorn logs every ASGI message, request headers (API keys) included.
+        log_level="debug" if settings.log_level.lower() == "trace" else settings.log_level.lower(),
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=False,  # chatstack logs each request itself, as JSON with its request id

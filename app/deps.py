@@ -17,11 +17,13 @@ from app.auth import Authenticator, AuthUser
 from app.errors import TooManyRequests
 from app.metrics import Metrics
 from app.rate_limit import RateLimiter, retry_after_header
+from app.replica_client import Hop
 from app.run_manager import RunManager
 from app.settings import Settings
 from app.store import Store
+from app.usage import UsageMeter
+from backends.client.registry import BackendRegistry
 from backends.local.engine import EngineSupervisor
-from backends.registry import BackendRegistry
 from tools.base import Tool
 
 
@@ -38,6 +40,7 @@ class Services:
     metrics: Metrics
     auth: Authenticator
     rate_limiter: RateLimiter
+    usage: UsageMeter
     engine: EngineSupervisor | None = None
     """The embedded model's engine, when the backends file lists `local`."""
 
@@ -59,15 +62,23 @@ async def get_registry(request: Request) -> BackendRegistry:
     return (await get_services(request)).registry
 
 
-async def get_settings(request: Request) -> Settings:
-    return (await get_services(request)).settings
+async def get_usage(request: Request) -> UsageMeter:
+    return (await get_services(request)).usage
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 RunsDep = Annotated[RunManager, Depends(get_runs)]
 RegistryDep = Annotated[BackendRegistry, Depends(get_registry)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
+UsageDep = Annotated[UsageMeter, Depends(get_usage)]
+
+
+async def get_hop(request: Request) -> Hop:
+    return Hop.of(request)
+
+
+HopDep = Annotated[Hop, Depends(get_hop)]
+"""How the request reached this replica, for the run manager to forward it to the run's owner."""
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `chatstack users create NAME`.")
@@ -78,7 +89,9 @@ async def current_user(
 ) -> AuthUser:
     """The caller, from their API key (everyone is `local` with auth off), within their rate limit."""
     services = await get_services(request)
-    user = await services.auth.authenticate(credentials.credentials if credentials else None)
+    # The address as uvicorn resolved it: the proxy's X-Forwarded-For only from CHATSTACK_FORWARDED_ALLOW_IPS.
+    client = request.client.host if request.client else "unknown"
+    user = await services.auth.authenticate(credentials.credentials if credentials else None, client)
     wait = await services.rate_limiter.acquire(user.id)
     if wait is not None:
         raise TooManyRequests(

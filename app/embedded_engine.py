@@ -1,26 +1,32 @@
-"""Starts the embedded model's engine with the app when the backends file lists a `local` backend."""
+"""Starts the embedded model's engine with the app when the backends file has a backend of kind
+`embedded`."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from urllib.parse import urlsplit
 
-from backends.config import BackendConfig
+from backends.client.config import BackendConfig
+from backends.client.registry import BackendRegistry
 from backends.local.engine import EngineSupervisor, engine_config
 from backends.local.settings import LocalSettings
 
 log = logging.getLogger(__name__)
 
-LOCAL_BACKEND = "local"
 
+def supervisor_for(
+    configs: list[BackendConfig], settings: LocalSettings, registry: BackendRegistry | None = None
+) -> EngineSupervisor | None:
+    """A supervisor for the backend of kind `embedded`, configured from it, or None if there is none.
 
-def supervisor_for(configs: list[BackendConfig], settings: LocalSettings) -> EngineSupervisor | None:
-    """A supervisor for the `local` backend, configured from it, or None if there is no such backend.
+    With `registry`, that backend's health is checked again as soon as the engine answers, before the
+    supervisor says ready: it then goes from starting straight to up.
 
     Port and served model name come from the backends file, so the engine and the backend entry that
     talks to it can never disagree.
     """
-    local = next((c for c in configs if c.name == LOCAL_BACKEND), None)
+    local = embedded_backend(configs)
     if local is None:
         return None
     url = urlsplit(local.base_url)
@@ -30,7 +36,12 @@ def supervisor_for(configs: list[BackendConfig], settings: LocalSettings) -> Eng
     if url.hostname:
         overrides["engine_host"] = url.hostname
     try:
-        return EngineSupervisor(engine_config(settings.model_copy(update=overrides)))
+        on_ready = functools.partial(registry.check, local.name) if registry is not None else None
+        return EngineSupervisor(engine_config(settings.model_copy(update=overrides)), on_ready)
     except Exception as exc:  # a bad model setting must not stop the API from serving the other backends
         log.error("the embedded model cannot start: %s", exc)
         return None
+
+
+def embedded_backend(configs: list[BackendConfig]) -> BackendConfig | None:
+    return next((c for c in configs if c.kind == "embedded"), None)

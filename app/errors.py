@@ -2,6 +2,16 @@
 
 Every error body has the same shape, which OpenAI clients also understand:
 `{"error": {"code": "...", "message": "...", "type": "..."}}`.
+
+    ChatstackError            -> its status_code, code and headers
+      NotFound (404), Conflict (409), Unauthorized (401), TooManyRequests (429), InvalidRequest (422)
+    BackendError              -> backend_error_response: as its class says (backends/client/errors.py):
+                                 404, the backend's own 4xx, 502 or 504
+    RequestValidationError    -> 422 invalid_request, with details
+    HTTPException             -> its status
+    anything else             -> internal_error_response: 500 internal_error, naming the request id
+                                 (sent by app.http_middleware.ObservabilityMiddleware, which logs the
+                                 traceback under the same id)
 """
 
 from __future__ import annotations
@@ -13,7 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backends.errors import BackendError
+from backends.client.errors import BackendError
+from protocol import openai_wire
 
 
 class ChatstackError(Exception):
@@ -53,33 +64,30 @@ class TooManyRequests(ChatstackError):
     code = "rate_limited"
 
 
-class PayloadTooLarge(ChatstackError):
-    status_code = 413
-    code = "payload_too_large"
-
-
 class InvalidRequest(ChatstackError):
     status_code = 422
     code = "invalid_request"
 
 
 def error_body(code: str, message: str, status: int, **extra: Any) -> dict[str, Any]:
-    kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
-    return {"error": {"code": code, "message": message, "type": kind, **extra}}
+    return openai_wire.error_body(code, message, openai_wire.error_type(status), **extra)
 
 
 def error_response(code: str, message: str, status: int, **extra: Any) -> JSONResponse:
     return JSONResponse(error_body(code, message, status, **extra), status_code=status)
 
 
+def internal_error_response(request_id: str) -> JSONResponse:
+    """The answer to an exception nothing else handled: no detail of it, only the id it is logged under."""
+    message = f"internal server error; it is logged under request id {request_id}"
+    return error_response("internal_error", message, 500, request_id=request_id)
+
+
 def backend_error_response(exc: BackendError) -> JSONResponse:
-    if exc.kind == "unknown_backend":
-        return error_response("unknown_backend", str(exc), 404)
-    # A backend's own 4xx (a bad parameter, say) is the client's to fix; anything else is a bad gateway.
-    if exc.kind == "http_error" and exc.status is not None and 400 <= exc.status < 500:
-        return error_response("backend_rejected", exc.detail, exc.status, backend=exc.backend)
-    status = 504 if exc.kind == "timeout" else 502
-    return error_response(f"backend_{exc.kind}", str(exc), status, backend=exc.backend)
+    """The answer each kind of backend failure chose (see `backends.client.errors`)."""
+    answer = exc.http_answer()
+    extra = {"backend": answer.backend} if answer.backend is not None else {}
+    return error_response(answer.code, answer.message, answer.status, **extra)
 
 
 def install_error_handlers(app: FastAPI) -> None:

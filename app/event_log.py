@@ -7,39 +7,31 @@ Subscribers replay from any position and then follow live, so a client that reco
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-TERMINAL_EVENT = "run.finished"
-
-
-@dataclass(frozen=True, slots=True)
-class RunEventRecord:
-    seq: int
-    type: str
-    data: dict[str, Any]
-
-    def data_json(self) -> str:
-        return json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+from protocol.run_events import RunEvent
 
 
 class RunEventLog:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.events: list[RunEventRecord] = []
+        self.events: list[RunEvent] = []
         self.closed = False
         self._flushed = 0
         self._changed = asyncio.Event()
 
-    def append(self, type_: str, data: dict[str, Any]) -> RunEventRecord:
+    def append(self, type_: str, data: dict[str, Any]) -> RunEvent:
         if self.closed:
             raise RuntimeError(f"event log of run {self.run_id} is closed")
-        record = RunEventRecord(len(self.events) + 1, type_, data)
+        record = self.upcoming(type_, data)
         self.events.append(record)
         self._wake()
         return record
+
+    def upcoming(self, type_: str, data: dict[str, Any]) -> RunEvent:
+        """The event `append` would add next: to store it before subscribers see it."""
+        return RunEvent(len(self.events) + 1, type_, data)
 
     def close(self) -> None:
         self.closed = True
@@ -50,15 +42,19 @@ class RunEventLog:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def unflushed(self) -> list[RunEventRecord]:
+    def unflushed(self) -> list[RunEvent]:
         """Events not yet in the database; call `mark_flushed` once they are."""
         return self.events[self._flushed :]
 
-    def mark_flushed(self, upto_seq: int) -> None:
-        self._flushed = max(self._flushed, upto_seq)
+    def mark_flushed(self, upto_id: int) -> None:
+        self._flushed = max(self._flushed, upto_id)
 
-    async def follow(self, after: int) -> AsyncIterator[RunEventRecord]:
-        """Events with `seq > after`, then new ones as they come, until the log closes."""
+    def rows(self, events: Sequence[RunEvent]) -> list[dict[str, Any]]:
+        """`events` of this run as rows of the run_events table."""
+        return [{"run_id": self.run_id, "seq": e.id, "type": e.type, "data": e.data} for e in events]
+
+    async def follow(self, after: int) -> AsyncIterator[RunEvent]:
+        """Events with `id > after`, then new ones as they come, until the log closes."""
         position = max(after, 0)
         while True:
             while position < len(self.events):

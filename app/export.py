@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
+from urllib.parse import quote
 
 from app.schemas import Conversation, MessageOut
 
@@ -41,6 +43,27 @@ def export_markdown(conversation: Conversation, messages: Sequence[MessageOut]) 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def export_filename(conversation: Conversation, extension: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in conversation.title.lower())[:40].strip("-")
+def export_filename(conversation: Conversation, extension: str, *, ascii_only: bool = False) -> str:
+    """The document's name from its title, in any script (letters, digits and marks; the rest become
+    dashes), or with `ascii_only` transliterated where Unicode can (accents dropped) and otherwise cut."""
+    title = unicodedata.normalize("NFC", conversation.title.lower())
+    if ascii_only:
+        title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    kept = "".join(c if unicodedata.category(c)[0] in "LNM" or c in "-_" else "-" for c in title)
+    safe = kept[:40].strip("-")
     return f"{safe or 'conversation'}-{conversation.id[:8]}.{extension}"
+
+
+# RFC 5987 attr-char: what may stand unescaped in `filename*`.
+_ATTR_CHARS = "!#$&+-.^_`|~"
+
+
+def content_disposition(conversation: Conversation, extension: str) -> str:
+    """The export's `Content-Disposition: attachment` value, itself pure ASCII (header values are bytes).
+
+    RFC 6266: `filename*` carries the name in UTF-8 (RFC 5987) for every current browser and client,
+    `filename` an ASCII stand-in for the rest.
+    """
+    name = quote(export_filename(conversation, extension), safe=_ATTR_CHARS)
+    fallback = export_filename(conversation, extension, ascii_only=True)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{name}"

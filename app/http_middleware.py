@@ -1,9 +1,9 @@
 """Per-request observability as plain ASGI middleware (streams pass through untouched): a request id,
-HTTP metrics by route template, and one JSON access log line per request."""
+HTTP metrics by route template, one JSON access log line per request, and the JSON 500 for any
+exception nothing else handled."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -11,13 +11,17 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import error_response, internal_error_response
 from app.log_context import request_id_var
 from app.metrics import Metrics
 
 log = logging.getLogger("chatstack.access")
+errors_log = logging.getLogger("chatstack.errors")
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# ASCII digits only (bytes.isdigit agrees, str.isdigit would not) and short enough for int() to be cheap.
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 
 
 class ObservabilityMiddleware:
@@ -30,20 +34,29 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _VALID_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         status = 500
         started = time.perf_counter()
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug or an outage (an unwritable database, say). Caught here rather than by an exception
+            # handler: Starlette runs those in ServerErrorMiddleware, outside this middleware, so their
+            # answer would go out without the request id, and the traceback would be logged without it.
+            errors_log.exception("unhandled error answering %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await internal_error_response(request_id)(scope, receive, send_with_id)
+            # Otherwise part of the answer (a stream) is out: returning lets uvicorn close the connection.
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
@@ -80,8 +93,12 @@ class BodyLimitMiddleware:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await self._refuse(send)
+            if not _CONTENT_LENGTH.fullmatch(length):
+                bad = error_response("invalid_request", "Content-Length must be a number of bytes", 400)
+                await bad(scope, receive, send)
+                return
+            if int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -93,7 +110,7 @@ class BodyLimitMiddleware:
             messages.append(message)
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
                 return
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
@@ -103,16 +120,6 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request body is larger than {self.max_bytes} bytes",
-                    "type": "invalid_request_error",
-                }
-            }
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body is larger than {self.max_bytes} bytes"
+        await error_response("payload_too_large", message, 413)(scope, receive, send)

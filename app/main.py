@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from app.auth import Authenticator
 from app.db.engine import create_engine, session_factory
@@ -19,15 +20,16 @@ from app.errors import NotFound, install_error_handlers
 from app.http_middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.metrics import Metrics, observe_queries
 from app.rate_limit import rate_limiter
-from app.replica_client import ReplicaClient
-from app.routes import backends, conversations, health, openai, runs
+from app.replica_client import ReplicaRouter
+from app.routes import backends, conversations, health, openai, runs, usage
 from app.run_manager import RunManager
 from app.settings import Settings
 from app.store import Store
-from app.tooling import build_tools
-from backends.client import new_http_session
-from backends.config import AUTO_BACKEND, BackendConfigError, load_backends
-from backends.registry import BackendRegistry
+from app.tooling import build_tool_pool, build_tools
+from app.usage import UsageMeter
+from backends.client.config import AUTO_BACKEND, BackendConfigError, load_backends
+from backends.client.http_client import new_http_session
+from backends.client.registry import BackendRegistry
 
 log = logging.getLogger("chatstack")
 
@@ -60,16 +62,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store(session_factory(engine), serialize_writes=engine.dialect.name == "sqlite")
         http = new_http_session()
         registry = BackendRegistry(configs, http, settings.default_backend)
-        tools = build_tools(settings)
-        manager = RunManager(store, registry, tools, settings, metrics, ReplicaClient(http))
+        tool_pool = build_tool_pool()
+        await tool_pool.start()  # warm worker processes for CPU-bound tool work
+        tools = build_tools(settings, tool_pool)
+        meter = UsageMeter(store, settings)
+        replicas = ReplicaRouter(settings.resolved_advertise_url(), http)
+        manager = RunManager(store, registry, tools, settings, metrics, replicas, meter)
         interrupted = await manager.recover_orphans()
         if interrupted:
             log.warning("marked %d run(s) left running by a stopped process as interrupted", interrupted)
-        auth = Authenticator(store, enabled=settings.auth_enabled, cache_s=settings.auth_cache_s)
+        # Wrong keys per client address, in a bucket of their own (shared through Redis like the limit).
+        failures = rate_limiter(
+            settings.auth_failures_per_minute,
+            settings.redis_url,
+            f"{settings.redis_key_prefix}:auth-failures",
+        )
+        auth = Authenticator(
+            store, enabled=settings.auth_enabled, cache_s=settings.auth_cache_s, failures=failures
+        )
         limiter = rate_limiter(settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix)
-        services = Services(settings, store, registry, manager, tools, http, metrics, auth, limiter)
+        services = Services(settings, store, registry, manager, tools, http, metrics, auth, limiter, meter)
         app.state.services = services
-        model_engine = supervisor_for(configs, settings)
+        model_engine = supervisor_for(configs, settings, registry)
         if model_engine is not None:
             await model_engine.start()  # returns at once; `local` shows as starting until it is ready
         services.engine = model_engine
@@ -77,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(registry.poll_forever(settings.health_interval_s)),
             asyncio.create_task(manager.heartbeat_forever()),
             asyncio.create_task(manager.flush_forever()),
+            asyncio.create_task(manager.store_pending_forever()),
         ]
         # Everything built so far (Gradio and its imports alone are millions of objects) lives as long
         # as the app: out of the collector's sight, full collections stop pausing every stream.
@@ -90,8 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if model_engine is not None:
                 await model_engine.stop()
             await manager.shutdown(SHUTDOWN_GRACE_S)
+            await tool_pool.close()  # after the runs: they may still be using the tools
+            await meter.aclose()
             await http.close()
             await limiter.aclose()
+            await auth.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -105,14 +123,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: it sees every response, including the limit's 413.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
-    for router in (health.router, backends.router, conversations.router, runs.router, openai.router):
+    for router in (
+        health.router,
+        backends.router,
+        conversations.router,
+        runs.router,
+        openai.router,
+        usage.router,
+    ):
         app.include_router(router)
     _json_404_below(app, "/api", "/v1")
     if settings.ui:
         # Imported only when wanted: Gradio takes seconds to import.
         from ui.mount import mount_ui
 
-        mount_ui(app, settings)
+        guard: list[Middleware] = []
+        if settings.auth_enabled:
+            # With API keys on, every route of the UI that takes data wants one too (app/ui_guard.py).
+            from app import ui_guard
+
+            app.include_router(ui_guard.router)
+            guard = [Middleware(ui_guard.UiGuard, parent=app)]
+        mount_ui(
+            app,
+            api_url=settings.internal_api_url(),
+            auth_required=settings.auth_enabled,
+            stream_read_timeout_s=max(60.0, settings.sse_ping_s * 4),
+            middleware=guard,
+        )
     return app
 
 

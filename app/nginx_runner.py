@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -17,7 +16,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +24,7 @@ from types import TracebackType
 import uvicorn
 
 from app.nginx_config import NginxError, ProxyOptions, render_site, write_prefix
+from backends.processes import start_child, stop_group
 
 log = logging.getLogger("chatstack.nginx")
 
@@ -33,7 +33,6 @@ NGINX_CANDIDATES = (
     Path("/usr/local/sbin/nginx"),
     Path("/usr/local/nginx/sbin/nginx"),
 )
-_PR_SET_PDEATHSIG = 1
 GRACEFUL_STOP_S = 6.0
 """How long a graceful stop waits; nginx.conf's worker_shutdown_timeout (5 s) closes streams before."""
 FAST_STOP_S = 5.0
@@ -89,19 +88,6 @@ async def check_config(nginx: Path, prefix: Path, conf: Path) -> None:
         raise NginxError(
             f"nginx rejected the configuration in {prefix}:\n{output.decode(errors='replace').strip()}"
         )
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook that has the child get SIGTERM when chatstack dies, so nginx never outlives it
-    (uvicorn re-raises a caught SIGTERM after shutdown, which ends the process without cleanup)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child may only call it
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-    return hook
 
 
 @dataclass
@@ -162,13 +148,13 @@ class NginxProcess:
         await check_config(nginx, self.prefix, conf)
         output = (self.prefix / "logs" / "nginx.out").open("ab")
         try:
-            self._process = await asyncio.create_subprocess_exec(
+            # A Ctrl-C reaches chatstack, which then stops nginx in order; a chatstack that dies takes
+            # nginx with it (uvicorn re-raises a caught SIGTERM after shutdown, ending it without cleanup).
+            self._process = await start_child(
                 *nginx_args(nginx, self.prefix, conf),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
-                start_new_session=True,  # a Ctrl-C reaches chatstack, which then stops nginx in order
-                preexec_fn=_die_with_parent(),
             )
         finally:
             output.close()
@@ -218,20 +204,12 @@ class NginxProcess:
     async def _halt(self, *, graceful: bool) -> int | None:
         process = self._process
         if process is not None and process.returncode is None:
-            # SIGQUIT lets workers finish what they serve; SIGTERM closes everything at once.
+            # SIGQUIT lets workers finish what they serve; SIGTERM closes everything at once. Both go to
+            # the master, which stops its workers; a SIGKILL at the end, to the master and its workers.
             steps = [(signal.SIGQUIT, GRACEFUL_STOP_S)] if graceful else []
-            steps += [(signal.SIGTERM, FAST_STOP_S)]
-            for sig, wait_s in steps:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(sig)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), wait_s)
-                    break
-            else:
-                log.warning("nginx did not stop; killing it")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)  # its own session: the master and its workers
-                await process.wait()
+            steps.append((signal.SIGTERM, FAST_STOP_S))
+            if not await stop_group(process, steps, leader_only=True):
+                log.warning("nginx did not stop; killed it")
         if self._temporary and self.prefix is not None:
             shutil.rmtree(self.prefix, ignore_errors=True)
             self.prefix, self._temporary = None, False

@@ -7,12 +7,10 @@ stored. Tool steps happen inside; the client sees the final answer's tokens stre
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -22,18 +20,26 @@ from agent.graph import AgentResult, run_agent
 from agent.messages import ChatMessage
 from app.agent_factory import agent_context
 from app.errors import backend_error_response
-from app.openai_proxy import SSE_HEADERS, stream_error_chunk
+from app.log_context import request_id_var
+from app.openai_proxy import SSE_HEADERS
 from app.openai_schemas import ChatCompletionRequest
 from app.settings import Settings
-from backends.errors import BackendError
-from backends.registry import BackendRegistry
+from app.usage import UsageSink
+from backends.client.errors import BackendError
+from backends.client.registry import BackendRegistry
+from protocol.openai_wire import DONE, ChunkEncoder, completion, error_event, new_completion_id, usage
 from tools.base import Tool
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class _Collector:
-    """The agent's event sink for this endpoint: answer text goes to a queue, usage adds up."""
+    """The agent's event sink for this endpoint: answer text goes to a queue, usage adds up (and each
+    model call's usage is recorded for the user's token budget as soon as it is reported)."""
 
+    on_usage: UsageSink
+    backend: str
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     usage: Usage = field(default_factory=Usage)
 
@@ -42,6 +48,7 @@ class _Collector:
             self.queue.put_nowait(event.text)
         elif isinstance(event, AssistantTurn) and event.usage:
             self.usage = self.usage + event.usage
+            await self.on_usage(event.backend or self.backend, event.usage)
 
 
 def to_agent_input(request: ChatCompletionRequest) -> tuple[str, list[ChatMessage]]:
@@ -69,10 +76,11 @@ async def agent_chat(
     tools: Mapping[str, Tool],
     settings: Settings,
     request: ChatCompletionRequest,
+    on_usage: UsageSink,
 ) -> Response:
     instructions, history = to_agent_input(request)
-    collector = _Collector()
     client, answerer = registry.route(choice)
+    collector = _Collector(on_usage, client.name)
     context = agent_context(
         registry,
         client,
@@ -84,24 +92,34 @@ async def agent_chat(
         max_tokens=request.max_completion_tokens or request.max_tokens,
         temperature=request.temperature,
     )
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
+    completion_id, created = new_completion_id(), int(time.time())
     if not request.stream:
         try:
             result = await run_agent(context, history)
         except BackendError as exc:
             return backend_error_response(exc)
-        return JSONResponse(_completion(completion_id, created, request.model, result, collector.usage))
+        finish = "stop" if result.outcome == "answered" else "length"
+        message = {"role": "assistant", "content": result.answer}
+        counts = _usage(collector.usage)
+        return JSONResponse(completion(completion_id, created, request.model, message, finish, counts))
 
     task = asyncio.create_task(_run_then_close(context, history, collector))
+    # `_stream` reports the agent's failure in-band; a client that left before it started leaves no
+    # one to tell, and the failure must not surface as "Task exception was never retrieved".
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     # Wait for the first token (or the end) so that a backend that is down gives a 502, not a 200.
-    first = await collector.queue.get()
+    try:
+        first = await collector.queue.get()
+    except asyncio.CancelledError:  # the client left: never leave the agent running for nobody
+        task.cancel()
+        raise
     if first is None and task.done():
         failure = task.exception()
         if isinstance(failure, BackendError):
             return backend_error_response(failure)
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
-    stream = _stream(first, task, collector, completion_id, created, request.model, include_usage)
+    encoder = ChunkEncoder(completion_id, request.model, created)
+    stream = _stream(first, task, collector, encoder, include_usage)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -114,80 +132,38 @@ async def _run_then_close(
         collector.queue.put_nowait(None)
 
 
-def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
-    body = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
-
-
 async def _stream(
     first: str | None,
     task: asyncio.Task[AgentResult],
     collector: _Collector,
-    completion_id: str,
-    created: int,
-    model: str,
+    encoder: ChunkEncoder,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
     try:
-        yield _chunk(completion_id, created, model, {"role": "assistant", "content": ""}, None)
+        yield encoder.role()
         text = first
         while text is not None:
-            yield _chunk(completion_id, created, model, {"content": text}, None)
+            yield encoder.content(text)
             text = await collector.queue.get()
         try:
             await task
         except BackendError as exc:
-            yield stream_error_chunk(f"backend_{exc.kind}", str(exc))
+            yield error_event(exc.code, str(exc))
             return
-        except Exception as exc:  # the stream has started: report in-band, as OpenAI does
-            yield stream_error_chunk("internal_error", f"the agent failed: {type(exc).__name__}")
+        except Exception:  # the stream has started: report in-band, as OpenAI does
+            log.exception("the agent failed in the middle of its answer")
+            where = request_id_var.get()
+            yield error_event("internal_error", f"the agent failed; it is logged under request id {where}")
             return
-        yield _chunk(completion_id, created, model, {}, "stop")
+        yield encoder.finish("stop")
         if include_usage:
-            body = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": _usage(collector.usage),
-            }
-            yield f"data: {json.dumps(body)}\n\n".encode()
-        yield b"data: [DONE]\n\n"
+            yield encoder.usage(_usage(collector.usage))
+        yield DONE
     finally:
         # The client went away (or we are done): never leave the agent running for nobody.
         if not task.done():
             task.cancel()
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    }
-
-
-def _completion(
-    completion_id: str, created: int, model: str, result: AgentResult, usage: Usage
-) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.answer},
-                "finish_reason": "stop" if result.outcome == "answered" else "length",
-            }
-        ],
-        "usage": _usage(usage),
-    }
+def _usage(counts: Usage) -> dict[str, int]:
+    return usage(counts.prompt_tokens, counts.completion_tokens)

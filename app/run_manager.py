@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,17 +14,24 @@ import aiohttp
 
 from agent.graph import run_agent
 from app.agent_factory import agent_context
-from app.errors import InvalidRequest, TooManyRequests
-from app.event_log import TERMINAL_EVENT, RunEventLog, RunEventRecord
+from app.errors import Conflict, InvalidRequest
+from app.event_log import RunEventLog
 from app.history import to_history
 from app.log_context import run_id_var
 from app.metrics import Metrics
-from app.replica_client import OwnerUnreachable, ReplicaClient
-from app.run_recorder import RunRecorder
+from app.replica_client import Hop, OwnerUnreachable, ReplicaRouter
+from app.run_recorder import (
+    DATABASE_DOWN_MESSAGE,
+    INTERNAL_ERROR_MESSAGE,
+    RunRecorder,
+    RunStorageFailed,
+)
 from app.settings import Settings
-from app.store import Store
-from backends.errors import BackendError
-from backends.registry import BackendRegistry
+from app.store import DATABASE_ERRORS, Store, describe_database_error
+from app.usage import UsageMeter
+from backends.client.errors import BackendError
+from backends.client.registry import BackendRegistry
+from protocol.run_events import TERMINAL_EVENT, RunEvent
 from tools.base import Tool
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,8 @@ log = logging.getLogger(__name__)
 STORED_POLL_S = 0.2
 ORPHAN_HEARTBEATS = 5
 INTERRUPTED_MESSAGE = "The server running this answer stopped before it finished."
+STORE_RETRY_FIRST_S = 0.25
+STORE_RETRY_MAX_S = 2.0
 
 
 @dataclass(slots=True)
@@ -38,6 +48,29 @@ class ActiveRun:
     task: asyncio.Task[None]
     log: RunEventLog
     recorder: RunRecorder
+
+
+class _Outage:
+    """Logs a database activity that fails once when it starts failing and once when it works again,
+    not at every attempt: the loops that retry it run several times a second."""
+
+    def __init__(self, activity: str) -> None:
+        self.activity = activity
+        self._since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            if isinstance(exc, DATABASE_ERRORS):
+                reason = describe_database_error(exc)
+                log.warning("%s failed (%s); retrying until the database answers", self.activity, reason)
+            else:  # not the database's state, but a bug: its traceback, once
+                log.warning("%s failed; retrying", self.activity, exc_info=exc)
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            log.info("%s works again, after %.1f s", self.activity, time.monotonic() - self._since)
+            self._since = None
 
 
 class RunManager:
@@ -50,11 +83,13 @@ class RunManager:
         tools: Mapping[str, Tool],
         settings: Settings,
         metrics: Metrics,
-        replicas: ReplicaClient,
+        replicas: ReplicaRouter,
+        usage: UsageMeter,
     ) -> None:
+        self.usage = usage
         self.metrics = metrics
         self.replicas = replicas
-        self.me = settings.resolved_advertise_url()
+        self.me = replicas.me
         self.store = store
         self.registry = registry
         self.tools = tools
@@ -62,6 +97,11 @@ class RunManager:
         self._active: dict[str, ActiveRun] = {}
         self._flush_lock = asyncio.Lock()
         self._shutting_down = False
+        self._pending: dict[str, RunRecorder] = {}
+        """Runs that ended while the database failed: their ends, kept in memory until stored."""
+        self._pending_added = asyncio.Event()
+        self._storage_outage = _Outage("storing runs")
+        self._heartbeat_outage = _Outage("the runs' heartbeat")
 
     @property
     def active_count(self) -> int:
@@ -73,17 +113,21 @@ class RunManager:
         """Store the user's message and start answering it (with `content` None: answer the last
         question again, replacing its answer). Returns (run id, user message id, backend)."""
         conversation = await self.store.get_conversation(conversation_id, user_id)
-        if await self.store.running_runs_of(user_id) >= self.settings.max_concurrent_runs:
-            raise TooManyRequests(
-                f"you already have {self.settings.max_concurrent_runs} answers running; wait for one",
-                code="too_many_runs",
-                headers={"Retry-After": "5"},
-            )
         require_backend_choice(self.registry, backend)
+        await self.usage.check(user_id)
         name = backend or conversation.backend
         # A conversation may remember a backend that was since removed from the backends file.
         choice = name if name and self.registry.is_choice(name) else self.registry.default
-        run, message = await self.store.start_run(conversation_id, choice, content, owner=self.me)
+        await self._store_ends_before_start(conversation_id)
+        # The user's run limit is checked by `start_run`, atomically with the insert.
+        run, message = await self.store.start_run(
+            conversation_id,
+            user_id,
+            choice,
+            content,
+            max_running=self.settings.max_concurrent_runs,
+            owner=self.me,
+        )
         event_log = RunEventLog(run.id)
         recorder = RunRecorder(
             self.store,
@@ -93,35 +137,143 @@ class RunManager:
             backend=choice,
             metrics=self.metrics,
             known_tools=frozenset(self.tools),
+            on_usage=self.usage.sink(user_id),
         )
         recorder.started_event()
         task = asyncio.create_task(self._execute(recorder), name=f"run-{run.id}")
+        task.add_done_callback(_report_crash)
         self._active[run.id] = ActiveRun(task, event_log, recorder)
         return run.id, message.id, choice
+
+    async def _store_ends_before_start(self, conversation_id: str) -> None:
+        """Store the kept ends of runs first: their stale `running` rows would refuse a new message in
+        their conversation, and count against their user's run limit."""
+        if not self._pending:
+            return
+        await self._store_pending()
+        if any(r.conversation_id == conversation_id for r in self._pending.values()):
+            raise Conflict(
+                "the previous answer in this conversation is not saved yet: the database is not "
+                "answering; try again in a moment",
+                code="run_in_progress",
+                headers={"Retry-After": "2"},
+            )
 
     async def _execute(self, recorder: RunRecorder) -> None:
         run_id_var.set(recorder.run_id)  # this task's own context: every log line of the run carries it
         try:
             client, answerer = self.registry.route(recorder.backend)
-            history = to_history(await self.store.messages(recorder.conversation_id))
+            try:
+                stored = await self.store.messages(recorder.conversation_id)
+            except DATABASE_ERRORS as exc:
+                raise RunStorageFailed("the database did not give the conversation's history") from exc
             context = agent_context(self.registry, client, answerer, self.tools, self.settings, recorder)
-            result = await run_agent(context, history)
+            result = await run_agent(context, to_history(stored))
             await recorder.completed(result)
         except asyncio.CancelledError:
             await recorder.cancelled(interrupted=self._shutting_down)
         except BackendError as exc:
-            log.warning("run failed: %s", exc)
+            # The cause is aiohttp's own error, class and all: for the log, not for the user.
+            log.warning("run failed: %s (%r)", exc, exc.__cause__)
             self.metrics.backend_errors.labels(exc.backend, exc.kind).inc()
-            await recorder.failed(f"backend_{exc.kind}", _backend_message(exc))
+            await recorder.failed(exc.code, exc.user_message)
+        except RunStorageFailed as exc:
+            cause = f" ({describe_database_error(exc.__cause__)})" if exc.__cause__ else ""
+            log.warning("run stopped: %s%s", exc, cause)
+            await recorder.failed("database_unavailable", DATABASE_DOWN_MESSAGE)
         except Exception:
             log.exception("run failed")
-            await recorder.failed(
-                "internal_error", "chatstack hit an internal error while answering; see the server log."
-            )
+            await recorder.failed("internal_error", INTERNAL_ERROR_MESSAGE)
         finally:
-            await self._flush([recorder.log])
+            await self._conclude(recorder)
+
+    async def _conclude(self, recorder: RunRecorder) -> None:
+        """End the run whatever fails: store its end (or keep it for `store_pending_forever`), then end
+        its event stream with `run.finished`."""
+        stored = False
+        try:
+            recorder.abandon("internal_error", INTERNAL_ERROR_MESSAGE)  # only if ending it went wrong
+            if not recorder.database_down:  # it just failed: the retries take over at once
+                try:
+                    await self._store_end(recorder)
+                    stored = True
+                    self._storage_outage.succeeded()
+                except Exception as exc:
+                    self._storage_outage.failed(exc)
+        finally:
+            recorder.abandon("internal_error", INTERNAL_ERROR_MESSAGE)
+            outcome = recorder.outcome
+            assert outcome is not None
+            if not outcome.announced:
+                recorder.log.append(TERMINAL_EVENT, outcome.finished)
+                outcome.announced = True
             recorder.log.close()
             self._active.pop(recorder.run_id, None)
+            if not stored:
+                self._pending[recorder.run_id] = recorder
+                self._pending_added.set()
+
+    async def _store_end(self, recorder: RunRecorder) -> None:
+        """Store what the run's end still owes the database, in one transaction (raises if it fails).
+
+        The run's status is committed before `run.finished` reaches its stream: a client that reads
+        the run after its stream has ended finds it ended.
+        """
+        outcome = recorder.outcome
+        assert outcome is not None
+        async with self._flush_lock:  # the periodic batch must not write the same events
+            if outcome.stored:
+                return
+            batch = recorder.log.unflushed()
+            finished = None if outcome.announced else recorder.log.upcoming(TERMINAL_EVENT, outcome.finished)
+            records = batch + ([finished] if finished else [])
+            kept = await self.store.save_outcome(
+                recorder.run_id,
+                outcome.fields,
+                recorder.unsaved,
+                recorder.log.rows(records),
+            )
+            outcome.stored = True
+            recorder.unsaved = []
+            if finished is not None:
+                # Nothing else appends to a run's log once its agent returned: this gets the same id.
+                recorder.log.append(finished.type, finished.data)
+                outcome.announced = True
+            if records:
+                recorder.log.mark_flushed(records[-1].id)
+        if not kept:
+            log.warning(
+                "run %s was ended elsewhere meanwhile (its owner looked dead to another replica, or its "
+                "conversation was deleted): that end stands",
+                recorder.run_id,
+            )
+
+    async def _store_pending(self) -> bool:
+        """Try to store the kept ends of runs; whether none is left."""
+        for run_id, recorder in list(self._pending.items()):
+            try:
+                await self._store_end(recorder)
+            except DATABASE_ERRORS as exc:
+                self._storage_outage.failed(exc)
+                return False
+            except Exception:  # not the database's state: retrying would not help
+                log.exception("could not store the end of run %s; it is lost", run_id)
+            else:
+                self._storage_outage.succeeded()
+            self._pending.pop(run_id, None)
+        return True
+
+    async def store_pending_forever(self) -> None:
+        """Store the ends of runs kept in memory while the database failed, retrying with backoff until
+        it answers again (a lifespan task)."""
+        delay = STORE_RETRY_FIRST_S
+        while True:
+            if not self._pending:
+                self._pending_added.clear()
+                await self._pending_added.wait()
+                delay = STORE_RETRY_FIRST_S
+            await asyncio.sleep(delay)
+            delay = STORE_RETRY_FIRST_S if await self._store_pending() else min(delay * 2, STORE_RETRY_MAX_S)
 
     async def flush_forever(self) -> None:
         """Write every running run's new events to the database in one batch, every `event_flush_s`
@@ -136,79 +288,86 @@ class RunManager:
             await self._flush_now(logs)
 
     async def _flush_now(self, logs: list[RunEventLog]) -> None:
-        batches = [(event_log, event_log.unflushed()) for event_log in logs]
-        rows = [
-            {"run_id": event_log.run_id, "seq": e.seq, "type": e.type, "data": e.data}
-            for event_log, batch in batches
-            for e in batch
-        ]
+        # A closed log's last events go with the end of its run, in one transaction (`_store_end`).
+        batches = [(event_log, event_log.unflushed()) for event_log in logs if not event_log.closed]
+        rows = [row for event_log, batch in batches for row in event_log.rows(batch)]
         if not rows:
             return
         try:
             await self.store.add_events(rows)
-        except Exception:  # kept in memory and retried with the next batch
-            log.exception("could not store run events")
+        except Exception as exc:  # kept in memory and retried with the next batch
+            self._storage_outage.failed(exc)
             return
+        self._storage_outage.succeeded()
         for event_log, batch in batches:
             if batch:
-                event_log.mark_flushed(batch[-1].seq)
+                event_log.mark_flushed(batch[-1].id)
 
-    async def cancel(
-        self, run_id: str, wait_s: float = 10.0, *, forwarded: bool = False, authorization: str | None = None
-    ) -> str:
+    async def cancel(self, run_id: str, hop: Hop, wait_s: float = 10.0) -> str:
         """Stop a run wherever it runs; returns its status. Stopping a finished run just reports it."""
         active = self._active.get(run_id)
         if active is None:
+            if run_id in self._pending:
+                await self._store_pending()
+                return await self._status(run_id)
             run = await self.store.get_run(run_id)
-            if run.status == "running" and run.owner and run.owner != self.me and not forwarded:
+            owner = self.replicas.owner_to_ask(run.status, run.owner, hop)
+            if owner is not None:
                 try:
-                    await self.replicas.cancel(run.owner, run_id, authorization)
+                    await self.replicas.cancel(owner, run_id, hop)
                 except OwnerUnreachable:
                     await self._claim_if_orphaned(run_id)
             elif run.status == "running":
                 await self._claim_if_orphaned(run_id)
             return (await self.store.get_run(run_id)).status
-        active.task.cancel()
+        if not active.task.cancelling():  # a second cancel would cut the first one's ending short
+            active.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(active.task), wait_s)
+        return await self._status(run_id)
+
+    async def _status(self, run_id: str) -> str:
+        pending = self._pending.get(run_id)
+        if pending is not None and pending.outcome is not None:
+            return pending.outcome.status
         return (await self.store.get_run(run_id)).status
 
-    async def cancel_conversation(self, conversation_id: str, authorization: str | None = None) -> None:
+    async def cancel_conversation(self, conversation_id: str, hop: Hop) -> None:
         """Stop the conversation's running answer, on whichever replica it runs."""
         run_id = await self.store.active_run_id(conversation_id)
         if run_id is not None:
-            await self.cancel(run_id, authorization=authorization)
+            await self.cancel(run_id, hop)
 
-    async def events(
-        self, run_id: str, after: int, *, forwarded: bool = False, authorization: str | None = None
-    ) -> AsyncIterator[RunEventRecord]:
+    async def events(self, run_id: str, after: int, hop: Hop) -> AsyncIterator[RunEvent]:
         """The run's events after `after`: live from memory if it runs here, relayed live from the
         replica that runs it, or from the database once it has ended."""
         active = self._active.get(run_id)
-        if active is not None:
-            async for record in active.log.follow(after):
+        in_memory = active.recorder if active is not None else self._pending.get(run_id)
+        if in_memory is not None:
+            async for record in in_memory.log.follow(after):
                 yield record
             return
         run = await self.store.get_run(run_id)  # 404 for unknown ids
         position = after
-        if run.status == "running" and run.owner and run.owner != self.me and not forwarded:
+        owner = self.replicas.owner_to_ask(run.status, run.owner, hop)
+        if owner is not None:
             try:
-                async for record in self.replicas.events(run.owner, run_id, position, authorization):
-                    position = record.seq
+                async for record in self.replicas.events(owner, run_id, position, hop):
+                    position = record.id
                     yield record
                     if record.type == TERMINAL_EVENT:
                         return
             except (OwnerUnreachable, aiohttp.ClientError, ValueError) as exc:
-                log.warning("owner %s of run %s stopped answering: %s", run.owner, run_id, exc)
+                log.warning("owner %s of run %s stopped answering: %s", owner, run_id, exc)
         async for record in self._stored_events(run_id, position):
             yield record
 
-    async def _stored_events(self, run_id: str, position: int) -> AsyncIterator[RunEventRecord]:
+    async def _stored_events(self, run_id: str, position: int) -> AsyncIterator[RunEvent]:
         while True:
             rows = await self.store.events_after(run_id, position)
             for row in rows:
                 position = row.seq
-                yield RunEventRecord(row.seq, row.type, row.data)
+                yield RunEvent(row.seq, row.type, row.data)
                 if row.type == TERMINAL_EVENT:
                     return
             if rows:
@@ -244,9 +403,12 @@ class RunManager:
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
-                await self.store.heartbeat(list(self._active))
-            except Exception:  # the next beat retries; a missed one only risks a false orphan later
-                log.exception("heartbeat failed")
+                # Kept ends count as running here: the retries store them, no replica must claim them.
+                await self.store.heartbeat([*self._active, *self._pending])
+            except Exception as exc:  # the next beat retries; a missed one only risks a false orphan later
+                self._heartbeat_outage.failed(exc)
+            else:
+                self._heartbeat_outage.succeeded()
 
     async def shutdown(self, grace_s: float) -> None:
         """Let running answers finish for up to `grace_s`, then stop the rest as interrupted."""
@@ -255,10 +417,23 @@ class RunManager:
             await asyncio.wait(tasks, timeout=grace_s)
         self._shutting_down = True
         for active in list(self._active.values()):
-            active.task.cancel()
+            if not active.task.cancelling():
+                active.task.cancel()
         remaining = [a.task for a in self._active.values()]
         if remaining:
             await asyncio.wait(remaining, timeout=10)
+        if self._pending and not await self._store_pending():
+            log.error(
+                "the database is not answering: the ends of %d run(s) are lost; after a restart they "
+                "show as interrupted, with what was stored of them",
+                len(self._pending),
+            )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Log a run task that died of an exception (it never should): nothing else awaits it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("run task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def require_backend_choice(registry: BackendRegistry, backend: str | None) -> None:
@@ -268,18 +443,3 @@ def require_backend_choice(registry: BackendRegistry, backend: str | None) -> No
             f"unknown backend {backend!r}; known backends: {', '.join(registry.choices())}",
             code="unknown_backend",
         )
-
-
-def _backend_message(exc: BackendError) -> str:
-    if exc.kind == "unavailable":
-        return f"The backend '{exc.backend}' is not reachable. It may be down or still starting."
-    if exc.kind == "timeout":
-        return f"The backend '{exc.backend}' did not answer in time."
-    if exc.kind == "start_timeout":
-        return (
-            f"The backend '{exc.backend}' was scaled to zero and did not start in time ({exc.detail}). "
-            "Try again in a minute."
-        )
-    if exc.kind == "unknown_backend":
-        return f"There is no backend named '{exc.backend}'."
-    return f"The backend '{exc.backend}' failed: {exc.detail}"

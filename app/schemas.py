@@ -136,6 +136,7 @@ class RunStarted(BaseModel):
 
 class BackendOut(BaseModel):
     name: str
+    kind: Literal["openai", "embedded"]
     model: str
     description: str
     tool_mode: Literal["native", "prompted", "none"]

@@ -6,6 +6,7 @@ server, and the server's one `Settings` object holds them too.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -66,6 +67,9 @@ class Settings(LocalSettings):
     """How long a checked API key is trusted before the database is asked again (revocation delay)."""
     rate_limit_per_minute: int = Field(default=600, ge=0)
     """Requests per user per minute on /api and /v1 (0: no limit)."""
+    auth_failures_per_minute: int = Field(default=30, ge=0)
+    """Requests with a wrong API key one client address may send per minute (in bursts of as many)
+    before it gets 429s; each costs a database lookup. Successful requests never count (0: no limit)."""
     redis_url: str | None = None
     """Share the rate limits between replicas through this Redis (e.g. `redis://127.0.0.1:6379/0`);
     unset, each process counts on its own."""
@@ -73,6 +77,18 @@ class Settings(LocalSettings):
     """Prefix of chatstack's Redis keys, for deployments that share one Redis."""
     max_concurrent_runs: int = Field(default=4, ge=1)
     """Answers one user may have running at once."""
+    user_token_budget: int = Field(default=0, ge=0)
+    """Tokens (prompt + completion, as the backends report them) each user may use per budget period;
+    0 means unlimited. `chatstack users set-budget NAME TOKENS` overrides it per user."""
+    token_budget_period: str = Field(default="day", pattern=r"^(day|week|month|[1-9][0-9]{0,3}h)$")
+    """The budget period, aligned in UTC: `day`, `week` (from Monday), `month`, or `<N>h` (N hours,
+    counted from the Unix epoch, so `6h` periods start at 00, 06, 12 and 18 UTC)."""
+    token_budget_cache_s: float = Field(default=1.0, ge=0)
+    """How long a user's budget and usage are trusted before the database is asked again: the budget
+    check costs no query per request; usage from other replicas shows within this (plus their flush)."""
+    token_usage_flush_s: float = Field(default=0.5, ge=0)
+    """How often the usage counted in this process is written to the database, in one transaction
+    (0: with each model call). This process enforces its own usage at once either way."""
     log_level: str = "INFO"
     json_logs: bool = True
     forwarded_allow_ips: str = "127.0.0.1"
@@ -94,6 +110,17 @@ class Settings(LocalSettings):
             return self.advertise_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    def internal_api_url(self) -> str:
+        """Where this server's API answers, seen from inside its own process (the UI calls it there)."""
+        host = self.host.strip("[]")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return f"http://{host}:{self.port}"
+        if address.is_unspecified:  # 0.0.0.0 or :: listen everywhere, loopback included
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        return f"http://[{address}]:{self.port}" if address.version == 6 else f"http://{address}:{self.port}"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

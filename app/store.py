@@ -9,25 +9,48 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import Conversation, Message, Run, RunEvent, User
-from app.errors import Conflict, NotFound
+from app.db.models import Conversation, Message, Run, RunEvent, TokenUsage, User
+from app.errors import Conflict, NotFound, TooManyRequests
+from protocol import run_events
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
+"""What the store raises when the database fails or cannot be reached (a refused connection may
+surface as the bare OSError)."""
 TITLE_CHARS = 60
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """A database failure in one line, for the log: without the statement and its parameters, which
+    hold users' messages."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    return lines[0][:300]
+
+
 CRASH_SEQ_GAP = 100_000
 
 
 def _unfinished_answer(events: Sequence[RunEvent]) -> str:
     """Answer text streamed after the last stored assistant message: what a crash would otherwise lose."""
     parts: list[str] = []
-    for event in events:
-        if event.type == "message.delta":
-            parts.append(str(event.data.get("text", "")))
-        elif event.type == "message.completed":
+    for row in events:
+        try:
+            event = run_events.parse_event(row.type, row.data)
+        except run_events.InvalidEvent:
+            continue
+        if isinstance(event, run_events.MessageDelta):
+            parts.append(event.text)
+        elif isinstance(event, run_events.MessageCompleted):
             parts.clear()
     return "".join(parts)
+
+
+def _event_row(run_id: str, seq: int, event: run_events.EventData) -> RunEvent:
+    return RunEvent(run_id=run_id, seq=seq, type=event.TYPE, data=event.to_data())
 
 
 def title_from(content: str) -> str:
@@ -119,28 +142,51 @@ class Store:
             )
             return rows.all()
 
-    async def add_message(self, **fields: Any) -> Message:
+    async def add_messages(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Store messages (column values) in one transaction, in order; returns their ids."""
+        ids: list[int] = []
         async with self._write() as session:
-            row = Message(**fields)
-            session.add(row)
-        return row
+            for fields in rows:
+                row = Message(**fields)
+                session.add(row)
+                await session.flush()  # one at a time: ids follow the order given
+                ids.append(row.id)
+        return ids
 
     # runs
 
     async def start_run(
-        self, conversation_id: str, backend: str, content: str | None, owner: str | None = None
+        self,
+        conversation_id: str,
+        user_id: str,
+        backend: str,
+        content: str | None,
+        *,
+        max_running: int,
+        owner: str | None = None,
     ) -> tuple[Run, Message]:
         """Create a running run and its user message in one transaction.
 
         With `content` None the run answers the last user message again instead: the answer that
         followed it (and its tool steps) is deleted in the same transaction.
         Raises `Conflict` when the conversation already has a running run (a unique index decides,
-        so this holds across processes too).
+        so this holds across processes too), and `TooManyRequests` (`too_many_runs`) when the user
+        already has `max_running` runs running: counted in the same transaction, atomically across
+        processes sharing the database (see below).
         """
         try:
             async with self._write() as session:
+                if session.get_bind().dialect.name == "postgresql":
+                    # Under READ COMMITTED two transactions would both count the other's run as not
+                    # there yet and both insert. Locking the user's row first queues one user's starts,
+                    # on every replica; the count below is a new statement, so it sees the run the
+                    # previous holder of the lock committed. NO KEY UPDATE leaves the key-share locks of
+                    # foreign key checks (new conversations of the user) unblocked.
+                    await session.execute(
+                        select(User.id).where(User.id == user_id).with_for_update(key_share=True)
+                    )
                 conversation = await session.get(Conversation, conversation_id, with_for_update=True)
-                if conversation is None:
+                if conversation is None or conversation.user_id != user_id:
                     raise NotFound(f"conversation {conversation_id} not found")
                 run = Run(
                     conversation_id=conversation_id,
@@ -151,6 +197,22 @@ class Store:
                 )
                 session.add(run)
                 await session.flush()
+                # SQLite: this insert is the transaction's first write (its driver begins transactions
+                # there; the reads above ran outside one), so it took the database's write lock on a
+                # current snapshot, held until commit: no other process can start a run between this
+                # count and the commit. The count includes the new run.
+                running = await session.scalar(
+                    select(func.count())
+                    .select_from(Run)
+                    .join(Conversation, Conversation.id == Run.conversation_id)
+                    .where(Conversation.user_id == user_id, Run.status == "running")
+                )
+                if (running or 0) > max_running:
+                    raise TooManyRequests(
+                        f"you already have {max_running} answers running; wait for one",
+                        code="too_many_runs",
+                        headers={"Retry-After": "5"},
+                    )
                 if content is None:
                     message = await self._take_last_question(session, conversation_id)
                     has_messages: int | None = 1
@@ -214,27 +276,37 @@ class Store:
             )
             return rows.all()
 
-    async def running_runs_of(self, user_id: str) -> int:
-        async with self._sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(Run)
-                .join(Conversation, Conversation.id == Run.conversation_id)
-                .where(Conversation.user_id == user_id, Run.status == "running")
-            )
-        return int(count or 0)
-
     async def active_run_id(self, conversation_id: str) -> str | None:
         async with self._sessions() as session:
             return await session.scalar(
                 select(Run.id).where(Run.conversation_id == conversation_id, Run.status == "running")
             )
 
-    async def finish_run(self, run_id: str, **fields: Any) -> None:
+    async def save_outcome(
+        self,
+        run_id: str,
+        run_fields: dict[str, Any],
+        messages: Sequence[dict[str, Any]],
+        events: Sequence[dict[str, Any]],
+    ) -> bool:
+        """Store the end of a run in one transaction: the run's final columns, the messages it could
+        not store while it ran, and its events not stored yet.
+
+        Returns False, storing nothing, when the run is no longer running: another replica ended it
+        as orphaned meanwhile, or its conversation was deleted. That stored end stands.
+        """
         async with self._write() as session:
-            await session.execute(
-                update(Run).where(Run.id == run_id).values(finished_at=datetime.now(UTC), **fields)
+            result = await session.execute(
+                update(Run).where(Run.id == run_id, Run.status == "running").values(**run_fields)
             )
+            if not getattr(result, "rowcount", 0):
+                return False
+            for fields in messages:
+                session.add(Message(**fields))
+                await session.flush()  # one at a time: ids follow the order of the run
+            if events:
+                await session.execute(insert(RunEvent), list(events))
+        return True
 
     async def heartbeat(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
@@ -300,33 +372,19 @@ class Store:
                 session.add(row)
                 await session.flush()
                 seq += 1
-                completed = {
-                    "message_id": row.id,
-                    "content": partial,
-                    "status": "interrupted",
-                    "tool_calls": [],
-                    "usage": None,
-                }
-                session.add(RunEvent(run_id=run_id, seq=seq, type="message.completed", data=completed))
-            session.add(
-                RunEvent(
-                    run_id=run_id,
-                    seq=seq + 1,
-                    type="run.error",
-                    data={"code": "interrupted", "message": message},
+                completed = run_events.MessageCompleted(
+                    message_id=row.id, content=partial, status="interrupted", tool_calls=[], usage=None
                 )
+                session.add(_event_row(run_id, seq, completed))
+            session.add(_event_row(run_id, seq + 1, run_events.RunError(code="interrupted", message=message)))
+            finished = run_events.RunFinished(
+                status="interrupted",
+                timings=run_events.Timings(
+                    ttft_ms=run.ttft_ms, total_ms=None, llm_calls=run.llm_calls, tool_calls=run.tool_calls
+                ),
+                usage=None,
             )
-            finished = {
-                "status": "interrupted",
-                "timings": {
-                    "ttft_ms": run.ttft_ms,
-                    "total_ms": None,
-                    "llm_calls": run.llm_calls,
-                    "tool_calls": run.tool_calls,
-                },
-                "usage": None,
-            }
-            session.add(RunEvent(run_id=run_id, seq=seq + 2, type="run.finished", data=finished))
+            session.add(_event_row(run_id, seq + 2, finished))
         return True
 
     # run events
@@ -379,3 +437,84 @@ class Store:
             return await session.scalar(
                 select(User).where(User.key_hash == key_hash, User.revoked_at.is_(None))
             )
+
+    # usage and budgets
+
+    async def add_token_usage(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Add tokens to users' counts: rows of `user_id`, `period_start`, `backend`, `prompt_tokens`,
+        `completion_tokens`. Atomic upserts in one transaction, so that replicas adding at once all count."""
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        # One order in every process: two replicas' batches never wait on each other's rows in a cycle.
+        ordered = sorted(rows, key=lambda r: (r["user_id"], r["period_start"], r["backend"]))
+        async with self._write() as session:
+            dialect = session.get_bind().dialect.name
+            upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TokenUsage)
+            await session.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[TokenUsage.user_id, TokenUsage.period_start, TokenUsage.backend],
+                    set_={
+                        "prompt_tokens": TokenUsage.prompt_tokens + upsert.excluded.prompt_tokens,
+                        "completion_tokens": TokenUsage.completion_tokens + upsert.excluded.completion_tokens,
+                        "updated_at": upsert.excluded.updated_at,
+                    },
+                ),
+                [{**row, "updated_at": now} for row in ordered],
+            )
+
+    async def token_budget_state(
+        self, user_id: str, start: datetime, end: datetime
+    ) -> tuple[int | None, int]:
+        """(the user's own budget, None to follow the default; tokens used in [start, end)), in one query."""
+        used = (
+            select(func.coalesce(func.sum(TokenUsage.prompt_tokens + TokenUsage.completion_tokens), 0))
+            .where(
+                TokenUsage.user_id == user_id, TokenUsage.period_start >= start, TokenUsage.period_start < end
+            )
+            .scalar_subquery()
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(select(User.token_budget, used).where(User.id == user_id))).first()
+        if row is None:
+            return None, 0
+        return row[0], int(row[1] or 0)
+
+    async def token_usage_by_backend(
+        self, user_id: str, start: datetime, end: datetime
+    ) -> tuple[int | None, list[tuple[str, int, int]]]:
+        """(the user's own budget; (backend, prompt tokens, completion tokens) used in [start, end))."""
+        async with self._sessions() as session:
+            override = await session.scalar(select(User.token_budget).where(User.id == user_id))
+            rows = await session.execute(
+                select(
+                    TokenUsage.backend,
+                    func.sum(TokenUsage.prompt_tokens),
+                    func.sum(TokenUsage.completion_tokens),
+                )
+                .where(
+                    TokenUsage.user_id == user_id,
+                    TokenUsage.period_start >= start,
+                    TokenUsage.period_start < end,
+                )
+                .group_by(TokenUsage.backend)
+                .order_by(TokenUsage.backend)
+            )
+            return override, [(backend, int(p or 0), int(c or 0)) for backend, p, c in rows.all()]
+
+    async def token_usage_per_user(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Tokens used in [start, end) by user id (users with none are left out)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(TokenUsage.user_id, func.sum(TokenUsage.prompt_tokens + TokenUsage.completion_tokens))
+                .where(TokenUsage.period_start >= start, TokenUsage.period_start < end)
+                .group_by(TokenUsage.user_id)
+            )
+            return {user_id: int(total or 0) for user_id, total in rows.all()}
+
+    async def set_token_budget(self, name: str, tokens: int | None) -> None:
+        """Set the user's own budget per period (0: unlimited), or with None follow the default again."""
+        async with self._write() as session:
+            result = await session.execute(update(User).where(User.name == name).values(token_budget=tokens))
+            if not getattr(result, "rowcount", 0):
+                raise NotFound(f"no user named {name!r}")

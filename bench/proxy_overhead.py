@@ -26,6 +26,8 @@ from pathlib import Path
 
 import aiohttp
 
+from protocol.sse import SseParser
+
 BIN = Path(sys.executable).parent
 
 
@@ -67,11 +69,13 @@ async def _stream(session: aiohttp.ClientSession, url: str, model: str, content:
     chunks = 0
     async with session.post(url, json=body) as response:
         response.raise_for_status()
-        async for line in response.content:
-            if line.startswith(b"data: {") and b'"content"' in line:
-                if not ttft:
-                    ttft = time.perf_counter() - started
-                chunks += 1
+        parser = SseParser()
+        async for piece in response.content.iter_any():
+            for event in parser.feed(piece):
+                if event.data.startswith("{") and '"content"' in event.data:
+                    if not ttft:
+                        ttft = time.perf_counter() - started
+                    chunks += 1
     return Sample(ttft, time.perf_counter() - started, chunks)
 
 
@@ -118,12 +122,12 @@ async def _agent_baseline(backend_url: str) -> float:
         async with session.post(url, json=body) as response:
             raw = await response.read()
         arguments = "".join(
-            json.loads(line[6:])["choices"][0]["delta"]
+            json.loads(event.data)["choices"][0]["delta"]
             .get("tool_calls", [{}])[0]
             .get("function", {})
             .get("arguments", "")
-            for line in raw.decode().splitlines()
-            if line.startswith("data: {") and '"tool_calls"' in line
+            for event in SseParser().feed(raw)
+            if event.data.startswith("{") and '"tool_calls"' in event.data
         )
         call = {
             "id": "call_1",

@@ -26,6 +26,8 @@ class RequestRecord:
     ended_at: float = 0.0
     status: int = 0
     error: str | None = None
+    error_source: str | None = None
+    """`server` or `transport` for a failure: see `StreamOutcome.error_source`."""
     prompt_tokens: int | None = None
     output_tokens: int = 0
     token_source: str = "chunks"
@@ -78,6 +80,8 @@ class AgentRecord:
     tools_s: float = 0.0
     status: str = ""
     error: str | None = None
+    error_source: str | None = None
+    """`server` or `transport` for a failure (see `RequestRecord.error_source`); None if unknown."""
     answer: str = ""
     prompt_tokens: int | None = None
     output_tokens: int = 0

@@ -9,6 +9,12 @@ schedule never drifts; `max_tokens` / `max_completion_tokens` set the output len
 bare asyncio protocols (no framework) so that, on a small machine, the server is cheaper to run than
 any load generator pointed at it, and `GET /stats` says how late the server itself was in writing
 its tokens, so a test can tell the server's error from the client's.
+
+`--framing` picks how each response is delimited on the wire (RFC 9112, 6.3), so a client can be
+tested on every way HTTP/1.1 allows: `chunked` (the default, keep-alive), `chunked-close` (chunked,
+`Connection: close`, then closed), `length` (the stream's exact Content-Length sent first, keep-alive),
+`close` (HTTP/1.1 with neither Content-Length nor Transfer-Encoding: the body ends when the server
+closes the connection) and `http1.0` (an HTTP/1.0 server: close-delimited, one response per connection).
 """
 
 from __future__ import annotations
@@ -24,8 +30,35 @@ from typing import Any, cast
 
 import httptools
 
-_CHUNK_HEAD = b'data: {"id":"chatcmpl-ref","object":"chat.completion.chunk","created":0,"model":"'
+from protocol.openai_wire import DONE, ChunkEncoder, completion, content_delta, usage
+
 _TOKEN = " tok"
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How this server delimits its responses."""
+
+    name: str
+    version: bytes = b"HTTP/1.1"
+    chunked: bool = False
+    length: bool = False
+    close: bool = False
+    """Close the connection after each response."""
+    close_header: bool = False
+    """Say so with `Connection: close` (HTTP/1.1 servers that close without saying are valid too)."""
+
+
+FRAMINGS = {
+    f.name: f
+    for f in (
+        Framing("chunked", chunked=True),
+        Framing("chunked-close", chunked=True, close=True, close_header=True),
+        Framing("length", length=True),
+        Framing("close", close=True),
+        Framing("http1.0", version=b"HTTP/1.0", close=True),
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,50 +96,52 @@ class ServerStats:
         } | ({"streams": [[p, t * 1000, o * 1000] for p, t, o in self.streams]} if detail else {})
 
 
-def _chunk(model: bytes, delta: str, finish: str | None, usage: dict[str, int] | None) -> bytes:
-    if usage is not None:
-        body = b'","choices":[],"usage":' + json.dumps(usage, separators=(",", ":")).encode()
-    else:
-        choice = {"index": 0, "delta": json.loads(delta), "finish_reason": finish}
-        body = b'","choices":[' + json.dumps(choice, separators=(",", ":")).encode() + b"]"
-    payload = _CHUNK_HEAD + model + body + b"}\n\n"
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
-
-
 class _Encoded:
-    """Chunks pre-encoded once, so serving a token is one write of ready bytes."""
+    """Events pre-encoded once (in the framing's chunks where it has them), so a token is one write."""
 
-    def __init__(self, model: str) -> None:
-        m = model.encode()
-        self.first = _chunk(m, json.dumps({"role": "assistant", "content": _TOKEN}), None, None)
-        self.token = _chunk(m, json.dumps({"content": _TOKEN}), None, None)
-        self.finish = _chunk(m, "{}", "length", None)
-        self.model = m
-        done = b"data: [DONE]\n\n"
-        self.done = b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done)
+    def __init__(self, model: str, framing: Framing) -> None:
+        self.framing = framing
+        self.encoder = ChunkEncoder("chatcmpl-ref", model, 0)
+        self.first = self._frame(self.encoder.delta(content_delta(_TOKEN, role=True)))
+        self.token = self._frame(self.encoder.content(_TOKEN))
+        self.finish = self._frame(self.encoder.finish("length"))
+        self.done = self._frame(DONE) + (b"0\r\n\r\n" if framing.chunked else b"")
 
-    def usage(self, prompt: int, completion: int) -> bytes:
-        return _chunk(
-            self.model,
-            "{}",
-            None,
-            {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-        )
+    def _frame(self, payload: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(payload), payload) if self.framing.chunked else payload
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
+        return self._frame(self.encoder.usage(usage(prompt_tokens, completion_tokens)))
+
+    def stream_head(self, length: int) -> bytes:
+        """The status line and headers of a stream whose body is `length` bytes."""
+        framing = self.framing
+        head = framing.version + b" 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+        if framing.chunked:
+            head += b"transfer-encoding: chunked\r\n"
+        if framing.length:
+            head += b"content-length: %d\r\n" % length
+        if framing.close_header:
+            head += b"connection: close\r\n"
+        return head + b"\r\n"
 
 
-_STREAM_HEADERS = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-    b"transfer-encoding: chunked\r\n\r\n"
-)
+def _error(message: str) -> dict[str, Any]:
+    """Only the message, unlike `openai_wire.error_body`: the bench quotes these bodies word for word
+    in its error summary (and its tests check that it does)."""
+    return {"error": {"message": message}}
 
 
-def _json_response(status: int, body: dict[str, Any]) -> bytes:
+def _json_response(status: int, body: dict[str, Any], framing: Framing = FRAMINGS["chunked"]) -> bytes:
     data = json.dumps(body).encode()
     reason = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}.get(status, b"Error")
-    return b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+    close = b"connection: close\r\n" if framing.close and framing.version == b"HTTP/1.1" else b""
+    return b"%s %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        framing.version,
         status,
         reason,
         len(data),
+        close,
         data,
     )
 
@@ -131,6 +166,7 @@ class _Connection(asyncio.Protocol):
         self.pending: asyncio.TimerHandle | None = None  # HTTP/1.1 without pipelining: one at a time
         self.arrived = self.first_written = 0.0
         self.prompt = 0
+        self.tail = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
@@ -149,7 +185,14 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             if self.transport:
-                self.transport.write(_json_response(400, {"error": {"message": "bad request"}}))
+                self.transport.write(_json_response(400, _error("bad request")))
+                self.transport.close()
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        """A JSON response, Content-Length framed; the connection closes after it if the framing says."""
+        if self.transport is not None:
+            self.transport.write(_json_response(status, body, self.encoded.framing))
+            if self.encoded.framing.close:
                 self.transport.close()
 
     # httptools callbacks
@@ -169,15 +212,15 @@ class _Connection(asyncio.Protocol):
             self._completions()
         elif path == b"/v1/models":
             model = {"id": self.timing.model, "object": "model", "owned_by": "reference"}
-            self.transport.write(_json_response(200, {"object": "list", "data": [model]}))
+            self._reply(200, {"object": "list", "data": [model]})
         elif path in (b"/health", b"/healthz"):
-            self.transport.write(_json_response(200, {"status": "ok"}))
+            self._reply(200, {"status": "ok"})
         elif path == b"/stats":
-            self.transport.write(_json_response(200, self.stats.summary(b"detail=1" in self.url)))
+            self._reply(200, self.stats.summary(b"detail=1" in self.url))
             if b"reset=1" in self.url:  # so a driver can read one run's numbers at a time
                 self.stats.requests, self.stats.lateness_s, self.stats.streams = 0, [], []
         else:
-            self.transport.write(_json_response(404, {"error": {"message": "not found"}}))
+            self._reply(404, _error("not found"))
 
     def _completions(self) -> None:
         assert self.transport is not None
@@ -185,43 +228,34 @@ class _Connection(asyncio.Protocol):
         try:
             body = json.loads(b"".join(self.body))
         except ValueError:
-            self.transport.write(_json_response(400, {"error": {"message": "invalid JSON"}}))
+            self._reply(400, _error("invalid JSON"))
             return
         timing = self.timing
         count = int(body.get("max_completion_tokens") or body.get("max_tokens") or timing.output_tokens)
         prompt = _prompt_tokens(body)
-        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         loop = asyncio.get_running_loop()
         start = time.monotonic()
         first = start + timing.ttft_s + prompt * timing.prefill_s_per_token
         if not body.get("stream"):
             message = {"role": "assistant", "content": _TOKEN * count}
-            result = {
-                "id": "chatcmpl-ref",
-                "object": "chat.completion",
-                "model": timing.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": count,
-                    "total_tokens": prompt + count,
-                },
-            }
+            result = completion("chatcmpl-ref", 0, timing.model, message, "length", usage(prompt, count))
             delay = first + (count - 1) * timing.tpot_s - time.monotonic()
-            self.pending = loop.call_later(max(0.0, delay), self._write, _json_response(200, result))
+            self.pending = loop.call_later(max(0.0, delay), self._reply, 200, result)
             return
-        self.transport.write(_STREAM_HEADERS)
+        encoded = self.encoded
+        self.tail = encoded.finish + (encoded.usage(prompt, count) if wants_usage else b"") + encoded.done
+        length = len(encoded.first) + (count - 1) * len(encoded.token) + len(self.tail)
+        self.transport.write(encoded.stream_head(length))
         self.arrived, self.prompt = start, prompt
-        self._schedule(loop, first, 0, count, prompt if usage else -1)
+        self._schedule(loop, first, 0, count)
 
-    def _schedule(
-        self, loop: asyncio.AbstractEventLoop, due: float, index: int, count: int, usage: int
-    ) -> None:
+    def _schedule(self, loop: asyncio.AbstractEventLoop, due: float, index: int, count: int) -> None:
         # Deadlines are absolute (first + i * tpot), so a late write never delays the ones after it.
         delay = due - time.monotonic()
-        self.pending = loop.call_later(max(0.0, delay), self._token, loop, due, index, count, usage)
+        self.pending = loop.call_later(max(0.0, delay), self._token, loop, due, index, count)
 
-    def _token(self, loop: asyncio.AbstractEventLoop, due: float, index: int, count: int, usage: int) -> None:
+    def _token(self, loop: asyncio.AbstractEventLoop, due: float, index: int, count: int) -> None:
         if self.transport is None:
             return
         written = time.monotonic()
@@ -233,23 +267,22 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.write(encoded.token)
         if index + 1 < count:
-            self._schedule(loop, due + self.timing.tpot_s, index + 1, count, usage)
+            self._schedule(loop, due + self.timing.tpot_s, index + 1, count)
             return
-        tail = encoded.finish + (encoded.usage(usage, count) if usage >= 0 else b"") + encoded.done
-        self.transport.write(tail)
+        self.transport.write(self.tail)
+        if encoded.framing.close:
+            self.transport.close()  # after the buffered writes: this is the close that ends the body
         self.pending = None
         tpot = (written - self.first_written) / (count - 1) if count > 1 else 0.0
         self.stats.streams.append((self.prompt, self.first_written - self.arrived, tpot))
 
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
 
-
-async def serve(host: str, port: int, timing: Timing, reuse_port: bool = False) -> None:
+async def serve(
+    host: str, port: int, timing: Timing, reuse_port: bool = False, framing: Framing = FRAMINGS["chunked"]
+) -> None:
     """Serve until cancelled."""
     loop = asyncio.get_running_loop()
-    encoded, stats = _Encoded(timing.model), ServerStats()
+    encoded, stats = _Encoded(timing.model, framing), ServerStats()
     server = await loop.create_server(
         lambda: _Connection(timing, encoded, stats), host, port, backlog=4096, reuse_port=reuse_port
     )
@@ -269,6 +302,7 @@ def main() -> None:
     parser.add_argument("--output-tokens", type=int, default=20, help="when the request sets no max_tokens")
     parser.add_argument("--prefill-us-per-token", type=float, default=0.0, help="TTFT grows with the prompt")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    parser.add_argument("--framing", choices=sorted(FRAMINGS), default="chunked", help="see above")
     args = parser.parse_args()
     timing = Timing(
         args.ttft_ms / 1000,
@@ -282,7 +316,7 @@ def main() -> None:
     for _ in range(args.workers - 1):
         if os.fork() == 0:
             break
-    uvloop.run(serve(args.host, args.port, timing, reuse_port=args.workers > 1))
+    uvloop.run(serve(args.host, args.port, timing, args.workers > 1, FRAMINGS[args.framing]))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import urllib.request
 from collections.abc import AsyncIterator
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
@@ -14,6 +13,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from protocol.run_events import TERMINAL_EVENT, RunEvent
+from protocol.sse import SseParser
 from ui.api_models import (
     BackendList,
     Conversation,
@@ -21,15 +22,12 @@ from ui.api_models import (
     ConversationList,
     ErrorBody,
     Run,
-    RunEvent,
     RunStarted,
+    Usage,
 )
-from ui.sse import SseParser
 
 ExportFormat = Literal["markdown", "json"]
 _Model = TypeVar("_Model", bound=BaseModel)
-
-TERMINAL_EVENT = "run.finished"
 
 
 class ApiError(Exception):
@@ -61,9 +59,14 @@ class Unauthorized(Exception):
         self.message = message
 
 
-def export_href(conversation_id: str, fmt: ExportFormat) -> str:
-    """The export link relative to the page, which is served by the same app as the API."""
-    return f"api/conversations/{quote(conversation_id, safe='')}/export?format={fmt}"
+def export_href(conversation_id: str, fmt: ExportFormat, *, session: bool = False) -> str:
+    """The export link relative to the page, which is served by the same app as the API.
+
+    A plain link cannot carry an API key: with `session`, it goes to the copy of the export that
+    the browser's session cookie opens (`/ui/conversations/…/export`, see app/ui_guard.py).
+    """
+    prefix = "ui" if session else "api"
+    return f"{prefix}/conversations/{quote(conversation_id, safe='')}/export?format={fmt}"
 
 
 class _RefuseCookies(DefaultCookiePolicy):
@@ -148,6 +151,12 @@ class ChatstackClient:
 
     async def backends(self) -> BackendList:
         return await self._get("/api/backends", BackendList)
+
+    # usage
+
+    async def usage(self) -> Usage:
+        """The caller's tokens this budget period, and their budget."""
+        return await self._get("/api/usage", Usage)
 
     # conversations
 
@@ -234,11 +243,11 @@ class ChatstackClient:
                 await resp.aread()
                 raise _error(resp)
             parser = SseParser()
-            async for chunk in resp.aiter_text():
+            async for chunk in resp.aiter_bytes():
                 for message in parser.feed(chunk):
-                    if message.id is None or not message.id.isdigit():
-                        continue
-                    yield RunEvent(int(message.id), message.event, _json_object(message.data))
+                    event = RunEvent.from_sse(message)
+                    if event is not None:
+                        yield event
 
     # plumbing
 
@@ -264,14 +273,6 @@ class ChatstackClient:
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _auth_headers(api_key: str | None) -> dict[str, str]:

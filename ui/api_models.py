@@ -1,16 +1,19 @@
 """The chatstack API's bodies as the UI reads them.
 
 These mirror `app/schemas.py` without importing it: the UI is a client of the HTTP API and must keep
-working against any server that speaks it. Unknown fields are ignored so the API can grow.
+working against any server that speaks it. Unknown fields are ignored so the API can grow. A run's
+events, and the sources a tool cites, are the wire protocol's own (`protocol.run_events`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from protocol.run_events import RunEvent as RunEvent
+from protocol.run_events import Source
 
 
 class _Body(BaseModel):
@@ -73,12 +76,6 @@ class ToolCall(_Body):
     """JSON text as the model wrote it (possibly malformed)."""
 
 
-class Source(_Body):
-    title: str = ""
-    url: str
-    snippet: str = ""
-
-
 MessageStatus = Literal["complete", "cancelled", "error", "interrupted"]
 
 
@@ -129,6 +126,27 @@ class ConversationDetail(Conversation):
     active_run_id: str | None = None
 
 
+class BackendUsage(_Body):
+    backend: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Usage(_Body):
+    """`GET /api/usage`: the caller's tokens this budget period, against their budget."""
+
+    period: str
+    """`day`, `week`, `month` or `<N>h`."""
+    period_start: datetime
+    resets_at: datetime
+    budget: int | None = None
+    """Tokens per period; None is unlimited."""
+    used: int = 0
+    remaining: int | None = None
+    by_backend: list[BackendUsage] = []
+
+
 class ErrorDetail(_Body):
     code: str = "error"
     message: str = ""
@@ -136,15 +154,3 @@ class ErrorDetail(_Body):
 
 class ErrorBody(_Body):
     error: ErrorDetail
-
-
-JsonObject = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class RunEvent:
-    """One event of a run's stream: `id` is its position, to resume after it."""
-
-    id: int
-    type: str
-    data: JsonObject

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ui.api_models import Message, Run
-from ui.render import ChatItem, RunView, chat_item
+from ui.render import ChatItem, RunView, markdown_item
 
 
 @dataclass(slots=True)
@@ -32,7 +32,7 @@ def conversation_items(
     items: list[ChatItem] = []
     for turn in turns(messages, [run.id for run in runs]):
         if turn.question is not None:
-            items.append(chat_item("user", turn.question.content))
+            items.append(markdown_item("user", turn.question.content))
         if turn.run_id is not None and turn.run_id == live_run_id:
             continue
         run = by_id.get(turn.run_id or "")

@@ -4,31 +4,32 @@ Handlers know nothing about Gradio components; they return `Screen` updates (Non
 that `layout.py` maps onto the page. Only `follow` streams: it yields an update per batch of run
 events.
 
-Every action gets the page's API key first and calls the API with it (with authentication off, the
-key is ignored: everything is the `local` user's). When the API refuses the key, the `Unauthorized`
-it raises is left to propagate: `layout.py` answers it, for every action alike, with the sign-in view.
+Every action gets the API key of the browser's session first (wiring.py takes it from the request)
+and calls the API with it (with authentication off, the key is ignored: everything is the `local`
+user's). When the API refuses the key, the `Unauthorized` it raises is left to propagate: wiring.py
+answers it, for every action alike, with the sign-in view.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 from ui.api_client import ApiError, ApiUnreachable, ChatstackClient, Unauthorized, export_href
-from ui.api_models import BackendList, ConversationDetail
+from ui.api_models import BackendList, ConversationDetail, Usage
 from ui.backend_menu import backend_choices, backend_info, resolve_choice
+from ui.budget import BUDGET_EXHAUSTED, budget_html, refusal
 from ui.coalesce import coalesce
 from ui.conversation_view import conversation_items
 from ui.render import ChatItem, RunView, writers
 from ui.screen import (
     KEY_NO_LONGER_ACCEPTED,
-    KEY_REFUSED,
     NEW_CHAT_TITLE,
-    NO_KEY_ENTERED,
     Screen,
     account_html,
-    sign_in_message,
     signed_out,
 )
 
@@ -44,11 +45,17 @@ class Handlers:
     """
 
     def __init__(
-        self, client: ChatstackClient, *, auth_required: bool = False, stream_window_s: float = 0.08
+        self,
+        client: ChatstackClient,
+        *,
+        auth_required: bool = False,
+        stream_window_s: float = 0.08,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.client = client
         self.auth_required = auth_required
         self.stream_window_s = stream_window_s
+        self.clock = clock
         # The same for every user, so one copy serves all sessions.
         self._backends: BackendList | None = None
 
@@ -64,7 +71,7 @@ class Handlers:
     # signing in
 
     async def start(self, key: str, conversation_id: str) -> Screen:
-        """The page loaded, with the key the browser kept and maybe a conversation id from its URL."""
+        """The page loaded, signed in, maybe with a conversation id in its URL."""
         if self.auth_required and not key:
             return signed_out(keep_conversation=True)
         api = self.api(key)
@@ -81,32 +88,29 @@ class Handlers:
         except Unauthorized:
             return signed_out(KEY_NO_LONGER_ACCEPTED, keep_conversation=True)
         screen.backends = backend_choices(listing)
+        screen.budget = await self._budget_or_none(api)
         return self._signed_in(screen, key)
 
-    async def sign_in(self, entered: str, conversation_id: str) -> Screen:
-        """Check the key by using it, then show the chat (and the conversation in the URL, if any)."""
-        key = entered.strip()
-        if not key:
-            return Screen(sign_in_error=sign_in_message(NO_KEY_ENTERED))
-        api = self.client.with_key(key)
+    async def sign_in(self, key: str, conversation_id: str) -> Screen:
+        """The browser just signed in with `key` (the page's script checked it with the server): show
+        the chat, and the conversation in the URL if it is this user's."""
+        api = self.api(key)
         try:
             listing = await self._load_backends(api)
-            if conversation_id:
-                # It may be another user's conversation (the URL was theirs): then just a new chat.
-                screen = await self._open(api, conversation_id, quiet_if_missing=True)
-            else:
-                screen = await self._new_chat(api, None)
-        except Unauthorized:
-            return Screen(sign_in_error=sign_in_message(KEY_REFUSED))
         except ApiError as exc:
-            return Screen(sign_in_error=sign_in_message(_problem(exc)))
-        screen.backends = backend_choices(listing)
+            screen = await self._new_chat(api, None)
+            screen.notice = _problem(exc)
+        else:
+            # It may be another user's conversation (the URL was theirs): then just a new chat.
+            screen = (
+                await self._open(api, conversation_id, quiet_if_missing=True)
+                if conversation_id
+                else await self._new_chat(api, None)
+            )
+            screen.backends = backend_choices(listing)
         screen.key_input = ""
+        screen.budget = await self._budget_or_none(api)
         return self._signed_in(screen, key)
-
-    async def sign_out(self) -> Screen:
-        """Forget the key in this browser (the key itself stays valid: it is not this page's to revoke)."""
-        return signed_out()
 
     # navigation
 
@@ -130,7 +134,7 @@ class Handlers:
             started = await api.send_message(conversation_id, text, backend or None)
             screen = await self._show(api, await api.conversation(conversation_id), started.run_id)
         except ApiError as exc:
-            return Screen(notice=_problem(exc))
+            return await self._refused(api, exc)
         screen.composer = ""
         return screen
 
@@ -143,7 +147,7 @@ class Handlers:
             started = await api.regenerate(conversation_id, backend or None)
             return await self._show(api, await api.conversation(conversation_id), started.run_id)
         except ApiError as exc:
-            return Screen(notice=_problem(exc))
+            return await self._refused(api, exc)
 
     async def follow(self, key: str, run_id: str, conversation_id: str) -> AsyncIterator[Screen]:
         """Show the run's answer as it is written, from its first event (so a reload misses nothing)."""
@@ -156,7 +160,7 @@ class Handlers:
             yield Screen(notice=_problem(exc))
             return
         expected = self._choice(detail.backend)
-        history = conversation_items(detail.messages, detail.runs, run_id, expected)
+        history = await _rendered(detail, run_id, expected)
         view = RunView()
         shown: list[ChatItem] | None = None
         finished: ConversationDetail | None = None
@@ -183,6 +187,8 @@ class Handlers:
             # The first message titles a new conversation, and every answer moves it to the top.
             title=finished.title if finished is not None else None,
             conversations=await self._conversation_choices_or_none(api),
+            # What the answer used.
+            budget=await self._budget_or_none(api),
         )
 
     async def stop(self, key: str, conversation_id: str) -> Screen:
@@ -255,7 +261,6 @@ class Handlers:
         screen.signed_in = True
         screen.sign_in_error = ""
         if self.auth_required:
-            screen.api_key = key
             screen.account = account_html(key)
         return screen
 
@@ -295,7 +300,7 @@ class Handlers:
             with contextlib.suppress(ApiError):
                 await self._load_backends(api)
         choice = self._choice(detail.backend)
-        chat = conversation_items(detail.messages, detail.runs, live_run_id, choice)
+        chat = await _rendered(detail, live_run_id, choice)
         if live_run_id:
             chat += RunView().messages()  # "Thinking…" until the stream catches up
         return Screen(
@@ -306,7 +311,7 @@ class Handlers:
             title=detail.title,
             backend=choice,
             backend_info=backend_info(self._backends, choice),
-            exports=exports_html(detail.id),
+            exports=exports_html(detail.id, session=self.auth_required),
             busy=live_run_id is not None,
             confirm_delete=False,
         )
@@ -326,6 +331,30 @@ class Handlers:
         except ApiError:
             return None
 
+    async def _refused(self, api: ChatstackClient, exc: ApiError) -> Screen:
+        """A message the API did not take; the text stays in the composer to send again."""
+        if exc.code != BUDGET_EXHAUSTED:
+            return Screen(notice=_problem(exc))
+        usage = await self._usage_or_none(api)
+        return Screen(
+            warning=refusal(exc, usage, self.clock()),
+            budget=budget_html(usage, self.clock()) if usage is not None else None,
+        )
+
+    async def _usage_or_none(self, api: ChatstackClient) -> Usage | None:
+        try:
+            return await api.usage()
+        except ApiError:
+            return None
+
+    async def _budget_or_none(self, api: ChatstackClient) -> str | None:
+        """The sidebar's budget line; None (left as it is) if the API could not say."""
+        try:
+            usage = await api.usage()
+        except ApiError as exc:
+            return "" if exc.status == 404 else None  # a server without budgets
+        return budget_html(usage, self.clock())
+
     async def _conversation_choices_or_none(self, api: ChatstackClient) -> list[tuple[str, str]] | None:
         try:
             listing = await api.conversations(limit=CONVERSATIONS_SHOWN)
@@ -334,9 +363,17 @@ class Handlers:
         return [(c.title, c.id) for c in listing.items]
 
 
-def exports_html(conversation_id: str) -> str:
-    markdown = html.escape(export_href(conversation_id, "markdown"), quote=True)
-    json_ = html.escape(export_href(conversation_id, "json"), quote=True)
+async def _rendered(
+    detail: ConversationDetail, live_run_id: str | None, backend: str | None
+) -> list[ChatItem]:
+    """The stored conversation as chat messages. Rendering a long conversation's Markdown takes tens
+    of milliseconds: in a thread, not on the event loop that streams every user's answers."""
+    return await asyncio.to_thread(conversation_items, detail.messages, detail.runs, live_run_id, backend)
+
+
+def exports_html(conversation_id: str, *, session: bool = False) -> str:
+    markdown = html.escape(export_href(conversation_id, "markdown", session=session), quote=True)
+    json_ = html.escape(export_href(conversation_id, "json", session=session), quote=True)
     return (
         '<div class="cs-exports"><span class="cs-exports-label">Export</span>'
         f'<a class="cs-link-button" href="{markdown}" download>Markdown</a>'

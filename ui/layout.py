@@ -9,6 +9,8 @@ import gradio as gr
 
 from ui.screen import NEW_CHAT_TITLE, Screen
 
+REFRESH_BACKENDS_S = 30.0
+
 EMPTY_CHAT = """<div class="cs-empty">
 <div class="cs-empty-title">What can I help with?</div>
 <div class="cs-empty-hint">Answers stream in as they are written. When the model searches the web or
@@ -17,7 +19,8 @@ calculates, each step shows up in the answer, and you can open it to see the sou
 
 SIGN_IN_INTRO = """<div class="cs-brand cs-sign-in-brand">chat<span>stack</span></div>
 <h1 class="cs-sign-in-title">Sign in</h1>
-<p class="cs-sign-in-hint">Paste your API key. This browser keeps it until you sign out.</p>"""
+<p class="cs-sign-in-hint">Paste your API key. This browser stays signed in for 30 days, or until you
+sign out.</p>"""
 
 SIGN_IN_HELP = """<p class="cs-sign-in-help">No key yet? Whoever runs chatstack creates one with
 <code>chatstack users create NAME</code>.</p>"""
@@ -29,12 +32,16 @@ SIDEBAR_LINKS = (
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    api_key: gr.Textbox
+    session: gr.Textbox
+    """Set by the page's script once the browser holds a session ("start:…" or "sign-in:…"): its
+    change runs the first handler that needs the session (see wiring.py)."""
+    refresh: gr.Timer
     sign_in_view: gr.Column
     key_input: gr.Textbox
     sign_in_error: gr.HTML
     sign_in: gr.Button
     sidebar: gr.Sidebar
+    budget: gr.HTML
     account: gr.HTML
     sign_out: gr.Button
     main: gr.Column
@@ -78,7 +85,12 @@ class Page:
             (self.sign_in_view, _update(visible=None if signed_in is None else not signed_in)),
             (self.sidebar, _update(visible=signed_in)),
             (self.main, _update(visible=signed_in)),
-            (self.api_key, _value(screen.api_key)),
+            # Every tick is a request that needs the session: none while signed out.
+            (self.refresh, _update(active=signed_in)),
+            (
+                self.budget,
+                _update(value=screen.budget, visible=None if screen.budget is None else bool(screen.budget)),
+            ),
             (self.account, _value(screen.account)),
             (self.key_input, _value(screen.key_input)),
             (self.sign_in_error, _value(screen.sign_in_error)),
@@ -93,6 +105,8 @@ class Page:
         """Gradio updates for a `Screen`, in `outputs` order."""
         if screen.notice:
             gr.Info(screen.notice)
+        if screen.warning:
+            gr.Warning(screen.warning)
         return [update for _, update in self.changes(screen)]
 
 
@@ -118,9 +132,10 @@ def _conversation_list(screen: Screen) -> Any:
 
 def build_page(auth_required: bool) -> Page:
     """The page's components (inside a `gr.Blocks` context), without their events."""
-    # With authentication on, neither view shows until the page load has checked the kept key.
+    # With authentication on, neither view shows until the page load has checked the session.
     chat_shown = not auth_required
-    api_key = gr.Textbox(value="", visible=False)
+    session = gr.Textbox(value="", visible=False)
+    refresh = gr.Timer(REFRESH_BACKENDS_S, active=chat_shown)
     conversation_id = gr.Textbox(value="", visible=False)
     live_run = gr.Textbox(value="", visible=False)
     known_title = gr.State(NEW_CHAT_TITLE)
@@ -143,6 +158,7 @@ def build_page(auth_required: bool) -> Page:
             choices=[], label="Conversations", show_label=False, container=False, elem_id="cs-conversations"
         )
         with gr.Column(elem_id="cs-sidebar-footer"):
+            budget = gr.HTML("", elem_id="cs-budget", visible=False, js_on_load=None)
             with gr.Row(elem_id="cs-account-row", visible=auth_required, equal_height=True):
                 account = gr.HTML("", elem_id="cs-account", js_on_load=None)
                 sign_out = gr.Button("Sign out", size="sm", elem_id="cs-sign-out", scale=0, min_width=72)
@@ -192,9 +208,17 @@ def build_page(auth_required: bool) -> Page:
             height=None,
             layout="bubble",
             placeholder=EMPTY_CHAT,
-            buttons=["copy"],
+            # Not "copy": it copies a message's HTML. Answers have a Copy button of their own.
+            buttons=[],
             feedback_options=None,
             group_consecutive_messages=True,
+            # Messages arrive as HTML that ui/markdown.py rendered inert; the Chatbot's Markdown only
+            # passes it on. No LaTeX (KaTeX would lay out text from the model: \kern and \rule
+            # can move it over the page) and no custom tags.
+            render_markdown=True,
+            sanitize_html=True,
+            latex_delimiters=[],
+            allow_tags=False,
         )
         with gr.Row(elem_id="cs-composer", equal_height=True):
             composer = gr.Textbox(
@@ -211,12 +235,14 @@ def build_page(auth_required: bool) -> Page:
             send = gr.Button("Send", variant="primary", elem_id="cs-send", scale=0, min_width=80)
             stop = gr.Button("Stop", variant="stop", visible=False, elem_id="cs-stop", scale=0, min_width=80)
     return Page(
-        api_key=api_key,
+        session=session,
+        refresh=refresh,
         sign_in_view=sign_in_view,
         key_input=key_input,
         sign_in_error=sign_in_error,
         sign_in=sign_in,
         sidebar=sidebar,
+        budget=budget,
         account=account,
         sign_out=sign_out,
         main=main,

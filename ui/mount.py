@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
-from app.settings import Settings
 from ui.api_client import ChatstackClient
 from ui.handlers import Handlers
+from ui.page_policy import PagePolicy
 from ui.theme import build_theme, page_script, stylesheet
 from ui.wiring import build_blocks
 
@@ -21,32 +21,24 @@ CONCURRENCY_LIMIT: int | None = None
 limits, so none is set here; Gradio's default of 1 would make every user wait for every other."""
 
 
-def api_base_url(settings: Settings) -> str:
-    """Where this app's API answers, seen from inside the process."""
-    host = settings.host.strip("[]")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return f"http://{host}:{settings.port}"
-    if address.is_unspecified:  # 0.0.0.0 or :: listen everywhere, loopback included
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    return (
-        f"http://[{address}]:{settings.port}" if address.version == 6 else f"http://{address}:{settings.port}"
-    )
-
-
-def mount_ui(app: FastAPI, settings: Settings, *, api_url: str | None = None) -> None:
+def mount_ui(
+    app: FastAPI,
+    *,
+    api_url: str,
+    auth_required: bool,
+    stream_read_timeout_s: float = 60.0,
+    middleware: Sequence[Middleware] = (),
+) -> None:
     """Serve the chat UI at `/` on the same port as the API.
 
-    The UI reaches the API over HTTP at `api_url` (default: this app's own host and port from
-    `settings`), with each signed-in user's own key when `settings.auth_enabled`. Mount it after the
-    API routes: `/` catches every path nothing else claimed.
+    The UI is a client of the API like any other: it reaches it over HTTP at `api_url`, with each
+    signed-in user's own key when `auth_required`, and knows nothing else of the server. A stream
+    silent for `stream_read_timeout_s` counts as broken (the API pings more often). `middleware` runs
+    in front of every route of the UI (the app's guard, with API keys on). Mount it after the API
+    routes: `/` catches every path nothing else claimed.
     """
-    client = ChatstackClient(
-        api_url or api_base_url(settings),
-        stream_read_timeout_s=max(60.0, settings.sse_ping_s * 4),
-    )
-    blocks = build_blocks(Handlers(client, auth_required=settings.auth_enabled))
+    client = ChatstackClient(api_url, stream_read_timeout_s=stream_read_timeout_s)
+    blocks = build_blocks(Handlers(client, auth_required=auth_required))
     blocks.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
     gr.mount_gradio_app(
         app,
@@ -59,6 +51,7 @@ def mount_ui(app: FastAPI, settings: Settings, *, api_url: str | None = None) ->
         run_history=False,
         ssr_mode=False,
         show_error=False,
+        app_kwargs={"middleware": [Middleware(PagePolicy), *middleware]},
     )
     _close_with_app(app, client)
 

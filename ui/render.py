@@ -3,6 +3,9 @@
 Pure functions and plain data, so the whole look of an answer is testable without a browser.
 A run (one answer) is a `RunView`: text parts and tool steps in the order they happened, then a
 notice if it failed and a footer with its outcome and timings.
+
+Text that came from a model, a tool, a search result or a user is Markdown, and reaches the Chatbot
+only as the inert HTML `ui.markdown` renders it into; everything else here is HTML written here.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from urllib.parse import quote, urlsplit
 
 from gradio.components.chatbot import MetadataDict, NormalizedMessageDict
 
-from ui.api_models import AUTO_BACKEND, Message, Run, RunEvent, RunStatus, Source
+from protocol import run_events
+from protocol.run_events import RunEvent, Source
+from ui.api_models import AUTO_BACKEND, Message, Run, RunStatus
+from ui.markdown import StreamingMarkdown, join_blocks, markdown_html
 
 ChatItem = NormalizedMessageDict
-"""One Chatbot message; the content is a text part, which Gradio shows as-is (`str` content would be
-passed through `inspect.cleandoc`, which strips indentation from answers)."""
+"""One Chatbot message; the content is text parts, which Gradio shows one after the other (`str`
+content would be passed through `inspect.cleandoc`, which strips indentation from answers)."""
 
 TextStatus = Literal["streaming", "complete", "cancelled", "error", "interrupted"]
 
@@ -31,15 +37,25 @@ MAX_TOOL_OUTPUT_CHARS = 2000
 
 
 def chat_item(
-    role: Literal["user", "assistant"], text: str, metadata: MetadataDict | None = None
+    role: Literal["user", "assistant"], html: str | Sequence[str], metadata: MetadataDict | None = None
 ) -> ChatItem:
-    item: ChatItem = {"role": role, "content": [{"type": "text", "text": text}]}
+    """A Chatbot message of HTML (written here, or by `ui.markdown`), in one or more parts."""
+    parts = [html] if isinstance(html, str) else html
+    item: ChatItem = {"role": role, "content": [{"type": "text", "text": part} for part in parts]}
     if metadata is not None:
         item["metadata"] = metadata
     return item
 
 
-# Markdown safety: tool arguments and search results are untrusted text.
+def markdown_item(
+    role: Literal["user", "assistant"], markdown: str, metadata: MetadataDict | None = None
+) -> ChatItem:
+    """A Chatbot message of untrusted Markdown, rendered inert."""
+    return chat_item(role, markdown_html(markdown), metadata)
+
+
+# Markdown safety: tool arguments and search results are untrusted text. Escaping them keeps them
+# from adding structure (a link, a heading) to the Markdown written around them here.
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
@@ -82,6 +98,21 @@ def shorten(text: str, limit: int) -> str:
 class TextPart:
     text: str
     status: TextStatus = "streaming"
+    markdown: StreamingMarkdown = field(default_factory=StreamingMarkdown, compare=False, repr=False)
+    """What of the text is rendered already, while it streams in."""
+
+    def html(self) -> list[str]:
+        """The text as inert HTML: while it streams, the settled blocks and the last one apart, so
+        that each update changes only the last part; once written, in one part."""
+        if self.status == "streaming":
+            settled, last = self.markdown.render(self.text)
+            if not settled:
+                return [last] if last else []
+            # The last block shows as a message of its own: give it the space it has once joined.
+            return [settled, f'<div class="cs-last-block">{last}</div>'] if last else [settled]
+        if self.markdown.started:
+            return [join_blocks(*self.markdown.render(self.text))]
+        return [markdown_html(self.text)]
 
 
 @dataclass(slots=True)
@@ -123,38 +154,36 @@ class RunView:
         return self.outcome is not None and self.outcome != "running"
 
     def apply(self, event: RunEvent) -> None:
-        """Fold one event of the run's stream into the view."""
-        data = event.data
-        if event.type == "message.delta":
-            self._delta(str(data.get("text", "")))
-        elif event.type == "message.completed":
-            self._completed(str(data.get("content", "")), _text_status(data.get("status")))
-        elif event.type == "tool.started":
-            self._tool_started(str(data.get("call_id", "")), str(data.get("name", "")), data.get("arguments"))
-        elif event.type == "tool.finished":
-            step = self._tool_started(str(data.get("call_id", "")), str(data.get("name", "")), None)
+        """Fold one event of the run's stream into the view. An event of a type this version does not
+        know (a newer server's), or whose data does not fit its type, shows nothing."""
+        try:
+            data = event.parsed()
+        except run_events.InvalidEvent:
+            return
+        if isinstance(data, run_events.MessageDelta):
+            self._delta(data.text)
+        elif isinstance(data, run_events.MessageCompleted):
+            self._completed(data.content, _text_status(data.status))
+        elif isinstance(data, run_events.ToolStarted):
+            self._tool_started(data.call_id, data.name, data.arguments)
+        elif isinstance(data, run_events.ToolFinished):
+            step = self._tool_started(data.call_id, data.name, None)
             step.done = True
-            step.output = str(data.get("output") or "")
-            step.sources = _sources(data.get("sources"))
-            step.error = str(data["error"]) if data.get("error") else None
-            step.duration_ms = _number(data.get("duration_ms"))
-        elif event.type == "backend.starting":
-            self.starting = (str(data.get("backend", "")), float(_number(data.get("timeout_s")) or 0))
-        elif event.type == "backend.ready":
+            step.output = data.output
+            step.sources = list(data.sources)
+            step.error = data.error or None
+            step.duration_ms = data.duration_ms
+        elif isinstance(data, run_events.BackendStarting):
+            self.starting = (data.backend, data.timeout_s)
+        elif isinstance(data, run_events.BackendReady):
             self.starting = None
-        elif event.type == "run.error":
-            self.error_code = str(data.get("code") or "internal_error")
-            self.error_message = str(data.get("message") or "")
-        elif event.type == "run.finished":
-            raw = data.get("timings")
-            timings: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        elif isinstance(data, run_events.RunError):
+            self.error_code = data.code or "internal_error"
+            self.error_message = data.message
+        elif isinstance(data, run_events.RunFinished):
+            timings = data.timings
             self._finish(
-                _run_status(data.get("status")),
-                Timings(
-                    ttft_ms=_number(timings.get("ttft_ms")),
-                    total_ms=_number(timings.get("total_ms")),
-                    tool_calls=int(_number(timings.get("tool_calls")) or 0),
-                ),
+                _run_status(data.status), Timings(timings.ttft_ms, timings.total_ms, timings.tool_calls)
             )
 
     def lose_connection(self, detail: str) -> None:
@@ -201,10 +230,10 @@ class RunView:
         for part in self.parts:
             if isinstance(part, ToolStep):
                 items.append(tool_step_item(part))
-            elif part.text:
-                items.append(chat_item("assistant", part.text))
+            elif part.text.strip():
+                items.append(chat_item("assistant", part.html()))
         if self.error_code:
-            items.append(chat_item("assistant", error_notice(self.error_code, self.error_message or "")))
+            items.append(markdown_item("assistant", error_notice(self.error_code, self.error_message or "")))
         elif not self.finished and not self._visibly_working():
             items.append(
                 chat_item("assistant", starting_notice(*self.starting) if self.starting else THINKING)
@@ -338,7 +367,7 @@ def tool_step_item(step: ToolStep) -> ChatItem:
     if step.duration_ms is not None:
         # Seconds; Gradio shows sub-second values in ms and hides a duration of 0.
         metadata["duration"] = round(step.duration_ms / 1000, 4)
-    return chat_item("assistant", tool_body(step), metadata)
+    return markdown_item("assistant", tool_body(step), metadata)
 
 
 # Notices and the footer
@@ -361,6 +390,7 @@ _ERRORS: Mapping[str, tuple[str, str]] = {
 
 
 def error_notice(code: str, message: str) -> str:
+    """Markdown: why a run failed (its message is the server's, escaped), and what to do."""
     title, hint = _ERRORS.get(code, _UNKNOWN_ERROR)
     lines = [f"⚠ **{title}.**"]
     if message:
@@ -394,6 +424,9 @@ def timing_text(timings: Timings) -> str:
     return " · ".join(parts)
 
 
+COPY = "Copy"
+
+
 def footer(outcome: RunStatus | None, timings: Timings | None, answered_by: Sequence[str] = ()) -> str:
     badge = _OUTCOME_BADGES.get(outcome or "")
     pieces = []
@@ -404,6 +437,8 @@ def footer(outcome: RunStatus | None, timings: Timings | None, answered_by: Sequ
         line.append(f"by {_names(answered_by)}")
     if line:
         pieces.append(f'<span class="cs-timing">{html.escape(" · ".join(line))}</span>')
+    # Copies the answer as it reads (chat.js): the Chatbot's own copy button would copy its HTML.
+    pieces.append(f'<button class="cs-copy-answer" type="button" title="Copy the answer">{COPY}</button>')
     return f'<div class="cs-meta">{" ".join(pieces)}</div>'
 
 
@@ -435,16 +470,6 @@ def _text_status(value: Any) -> TextStatus:
 
 def _run_status(value: Any) -> RunStatus:
     return value if value in ("completed", "cancelled", "failed", "interrupted") else "failed"
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _sources(value: Any) -> list[Source]:
-    if not isinstance(value, list):
-        return []
-    return [Source.model_validate(s) for s in value if isinstance(s, dict) and isinstance(s.get("url"), str)]
 
 
 def _parse_arguments(text: str) -> dict[str, Any] | str:

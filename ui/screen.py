@@ -34,12 +34,14 @@ class Screen:
     confirm_delete: bool | None = None
     notice: str | None = None
     """A short message shown as a toast."""
+    warning: str | None = None
+    """A short message shown as a warning toast: something the user asked for was refused."""
+    budget: str | None = None
+    """The token budget in the sidebar (HTML; "" hides it: no budget is set)."""
 
     # signing in (only with authentication on)
     signed_in: bool | None = None
     """True shows the chat, False the sign-in view."""
-    api_key: str | None = None
-    """The key this page sends; the browser keeps it for the next visit ("" forgets it)."""
     account: str | None = None
     """Who is signed in, for the sidebar (HTML)."""
     key_input: str | None = None
@@ -57,7 +59,8 @@ NO_KEY_ENTERED = "Paste your API key, then sign in."
 
 
 def session_ended() -> Screen:
-    """What any action shows when the API refuses the page's key."""
+    """What any action shows when the API refuses the session's key. (The guard refuses it first,
+    usually: then the page's script shows the sign-in view, see page_js.py.)"""
     return signed_out(KEY_NO_LONGER_ACCEPTED)
 
 
@@ -78,7 +81,7 @@ def signed_out(reason: str = "", *, keep_conversation: bool = False) -> Screen:
         composer="",
         confirm_delete=False,
         signed_in=False,
-        api_key="",
+        budget="",
         account="",
         key_input="",
         sign_in_error=sign_in_message(reason),

@@ -1,4 +1,9 @@
-"""Which handler each event of the page calls, and how its result reaches the page."""
+"""Which handler each event of the page calls, and how its result reaches the page.
+
+Handlers get the API key of the browser's session as their first argument, from the request's
+`Authorization` header: the guard in front of Gradio (app/ui_guard.py) admits only requests that
+carry a valid key, in the session cookie or that header, and passes it on in that header.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import gradio as gr
+from gradio.events import Dependency
 
 from ui.api_client import Unauthorized
 from ui.handlers import Handlers
 from ui.layout import Page, build_page
-from ui.page_js import READ_START_JS, SIGN_IN_JS, STORE_KEY_JS, WRITE_URL_JS
+from ui.page_js import (
+    CHECK_SESSION_JS,
+    READ_URL_JS,
+    SESSION_ENDED_JS,
+    SIGN_IN,
+    SIGN_IN_JS,
+    SIGN_OUT_JS,
+    WRITE_URL_JS,
+)
 from ui.screen import Screen, session_ended
 
 PAGE_TITLE = "chatstack"
-REFRESH_BACKENDS_S = 30.0
 
 
 def build_blocks(handlers: Handlers) -> gr.Blocks:
@@ -28,68 +41,117 @@ def build_blocks(handlers: Handlers) -> gr.Blocks:
 
 def _wire(blocks: gr.Blocks, page: Page, handlers: Handlers) -> None:
     out = page.outputs
-    key = page.api_key
     once = once_for(page)
+    guarded = _guarded_for(handlers.auth_required)
 
     # One listener follows answers. Navigation cancels it (the answer keeps running on the server,
     # and reopening the conversation follows it again); a new live run restarts it.
-    follow = page.live_run.change(
-        stream_for(page, handlers.follow),
-        inputs=[key, page.live_run, page.conversation_id],
-        outputs=out,
-        trigger_mode="always_last",
-        show_progress="hidden",
+    follow = guarded(
+        page.live_run.change(
+            stream_for(page, handlers.follow),
+            inputs=[page.live_run, page.conversation_id],
+            outputs=out,
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
     )
     navigation: dict[str, Any] = {"outputs": out, "cancels": [follow], "show_progress": "hidden"}
-
-    blocks.load(once(handlers.start), inputs=[key, page.conversation_id], js=READ_START_JS, **navigation)
     page.conversation_id.change(None, inputs=[page.conversation_id], js=WRITE_URL_JS)
-    key.change(None, inputs=[key], js=STORE_KEY_JS)
 
-    sign_in_inputs = [page.key_input, page.conversation_id]
-    page.sign_in.click(once(handlers.sign_in), inputs=sign_in_inputs, js=SIGN_IN_JS, **navigation)
-    page.key_input.submit(once(handlers.sign_in), inputs=sign_in_inputs, js=SIGN_IN_JS, **navigation)
-    page.sign_out.click(once(handlers.sign_out), **navigation)
+    if handlers.auth_required:
+        # Nothing may reach Gradio's queue before the browser holds a session: the page's script
+        # checks for one (or signs in), and only then sets `page.session`, whose change opens the chat.
+        blocks.load(None, js=CHECK_SESSION_JS, outputs=[page.session, page.sign_in_view, page.sign_in_error])
+        sign_in: dict[str, Any] = {
+            "inputs": [page.key_input, page.session],
+            "outputs": [page.session, page.sign_in_error],
+            "js": SIGN_IN_JS,
+        }
+        page.sign_in.click(None, **sign_in)
+        page.key_input.submit(None, **sign_in)
+        page.sign_out.click(None, js=SIGN_OUT_JS)
 
-    page.conversations.input(once(handlers.open), inputs=[key, page.conversations], **navigation)
-    page.new_chat.click(once(handlers.new_chat), inputs=[key, page.backend], **navigation)
-    page.confirm_delete.click(
-        once(handlers.delete), inputs=[key, page.conversation_id, page.backend], **navigation
+        async def enter(key: str, session: str, conversation_id: str) -> Screen:
+            handler = handlers.sign_in if session.startswith(SIGN_IN) else handlers.start
+            return await handler(key, conversation_id)
+
+        guarded(
+            page.session.change(
+                once(enter), inputs=[page.session, page.conversation_id], js=READ_URL_JS, **navigation
+            )
+        )
+    else:
+        guarded(
+            blocks.load(once(handlers.start), inputs=[page.conversation_id], js=READ_URL_JS, **navigation)
+        )
+
+    guarded(page.conversations.input(once(handlers.open), inputs=[page.conversations], **navigation))
+    guarded(page.new_chat.click(once(handlers.new_chat), inputs=[page.backend], **navigation))
+    guarded(
+        page.confirm_delete.click(
+            once(handlers.delete), inputs=[page.conversation_id, page.backend], **navigation
+        )
     )
 
-    send_inputs = [key, page.composer, page.conversation_id, page.backend]
+    send_inputs = [page.composer, page.conversation_id, page.backend]
     quiet: dict[str, Any] = {"outputs": out, "show_progress": "hidden"}
-    page.composer.submit(once(handlers.send), inputs=send_inputs, **quiet)
-    page.send.click(once(handlers.send), inputs=send_inputs, **quiet)
-    page.chat.retry(once(handlers.regenerate), inputs=[key, page.conversation_id, page.backend], **quiet)
-    page.stop.click(once(handlers.stop), inputs=[key, page.conversation_id], **quiet)
+    guarded(page.composer.submit(once(handlers.send), inputs=send_inputs, **quiet))
+    guarded(page.send.click(once(handlers.send), inputs=send_inputs, **quiet))
+    guarded(page.chat.retry(once(handlers.regenerate), inputs=[page.conversation_id, page.backend], **quiet))
+    guarded(page.stop.click(once(handlers.stop), inputs=[page.conversation_id], **quiet))
 
-    rename_inputs = [key, page.conversation_id, page.title, page.known_title]
-    page.title.submit(once(handlers.rename), inputs=rename_inputs, **quiet)
-    page.title.blur(once(handlers.rename), inputs=rename_inputs, **quiet)
-    page.backend.input(
-        once(handlers.choose_backend), inputs=[key, page.conversation_id, page.backend], **quiet
+    rename_inputs = [page.conversation_id, page.title, page.known_title]
+    guarded(page.title.submit(once(handlers.rename), inputs=rename_inputs, **quiet))
+    guarded(page.title.blur(once(handlers.rename), inputs=rename_inputs, **quiet))
+    guarded(
+        page.backend.input(
+            once(handlers.choose_backend), inputs=[page.conversation_id, page.backend], **quiet
+        )
     )
 
-    page.delete.click(lambda: gr.update(visible=True), outputs=[page.confirm_row], show_progress="hidden")
-    page.cancel_delete.click(
-        lambda: gr.update(visible=False), outputs=[page.confirm_row], show_progress="hidden"
+    guarded(
+        page.delete.click(lambda: gr.update(visible=True), outputs=[page.confirm_row], show_progress="hidden")
+    )
+    guarded(
+        page.cancel_delete.click(
+            lambda: gr.update(visible=False), outputs=[page.confirm_row], show_progress="hidden"
+        )
     )
 
-    gr.Timer(REFRESH_BACKENDS_S).tick(once(handlers.refresh_backends), inputs=[key, page.backend], **quiet)
+    guarded(page.refresh.tick(once(handlers.refresh_backends), inputs=[page.backend], **quiet))
+
+
+def _guarded_for(auth_required: bool) -> Callable[[Dependency], Dependency]:
+    """With API keys on, an event that fails may have failed because the session ended (the guard
+    refused it): then the page's script ends it in the browser too."""
+
+    def guarded(event: Dependency) -> Dependency:
+        if auth_required:
+            event.failure(None, js=SESSION_ENDED_JS)
+        return event
+
+    return guarded
+
+
+def session_key(request: gr.Request | None) -> str:
+    """The API key the guard admitted the request with ("" with API keys off: there is none)."""
+    header = request.headers.get("authorization", "") if request is not None else ""
+    scheme, _, key = str(header).partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
 
 
 Handler = Callable[..., Awaitable[Screen]]
 
 
 def once_for(page: Page) -> Callable[[Handler], Callable[..., Awaitable[list[Any]]]]:
-    """Wraps a handler into a Gradio event function: its `Screen` as updates of `page.outputs`,
-    and the sign-in view if the API refused the page's key."""
+    """Wraps a handler into a Gradio event function: called with the session's key, its `Screen` as
+    updates of `page.outputs`, and the sign-in view if the API refused the key."""
 
     def once(handler: Handler) -> Callable[..., Awaitable[list[Any]]]:
-        async def run(*args: Any) -> list[Any]:
+        # Gradio passes the request to a first parameter annotated `gr.Request`.
+        async def run(request: gr.Request, *args: Any) -> list[Any]:
             try:
-                screen = await handler(*args)
+                screen = await handler(session_key(request), *args)
             except Unauthorized:
                 screen = session_ended()
             return page.apply(screen)
@@ -104,10 +166,10 @@ def stream_for(
 ) -> Callable[..., AsyncIterator[list[Any]]]:
     """`once_for` for a streaming handler."""
 
-    async def run(*args: Any) -> AsyncIterator[list[Any]]:
+    async def run(request: gr.Request, *args: Any) -> AsyncIterator[list[Any]]:
         updated = False
         try:
-            async for screen in handler(*args):
+            async for screen in handler(session_key(request), *args):
                 updated = True
                 yield page.apply(screen)
         except Unauthorized:

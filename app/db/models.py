@@ -1,4 +1,5 @@
-"""The SQL schema: conversations, their messages, the runs that produced them, and each run's events."""
+"""The SQL schema: users, conversations, their messages, the runs that produced them, each run's events,
+and the tokens each user used per budget period."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ class User(Base):
     key_prefix: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    token_budget: Mapped[int | None] = mapped_column(BigInteger)
+    """Tokens per budget period: None follows `CHATSTACK_USER_TOKEN_BUDGET`, 0 is unlimited."""
 
 
 class Conversation(Base):
@@ -147,3 +150,19 @@ class RunEvent(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TokenUsage(Base):
+    """Tokens a user's model calls used in one budget period on one backend, as the backend reported them.
+
+    One row per (user, period, backend), added to with an atomic upsert, so that replicas share counts.
+    """
+
+    __tablename__ = "token_usage"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(100), primary_key=True)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

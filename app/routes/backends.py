@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter
 
+from app.backend_status import reported_health
 from app.deps import CurrentUser, ServicesDep
-from app.embedded_engine import LOCAL_BACKEND
 from app.schemas import AutoRouting, BackendList, BackendOut
 
 router = APIRouter(prefix="/api", tags=["backends"])
@@ -18,20 +16,11 @@ async def list_backends(_user: CurrentUser, services: ServicesDep) -> BackendLis
     items = []
     for config in registry.configs():
         health = registry.health[config.name]
-        status: Literal["unknown", "up", "down", "starting"] = health.status
-        error = health.error
-        engine = services.engine
-        if registry.get(config.name).starting:
-            status, error = "starting", "scaled to zero: a replica is starting"
-        elif config.name == LOCAL_BACKEND and engine is not None and engine.status != "ready":
-            # Loading a model takes minutes: say so rather than "down". The supervisor's word counts, not
-            # the poll's: a Ray Serve ingress answers /v1/models a minute before its model is loaded.
-            loading = engine.status == "starting"
-            status = "starting" if loading else "down"
-            error = engine.last_error or ("the embedded model is loading" if loading else error)
+        status, error = reported_health(config, registry, services.engine)
         items.append(
             BackendOut(
                 name=config.name,
+                kind=config.kind,
                 model=config.model,
                 description=config.description,
                 tool_mode=config.tool_mode,

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
-from app.deps import CurrentUser, RegistryDep, RunsDep, StoreDep
+from app.deps import CurrentUser, HopDep, RegistryDep, RunsDep, StoreDep
 from app.errors import InvalidRequest
-from app.export import export_filename, export_json, export_markdown
+from app.export import content_disposition, export_json, export_markdown
 from app.run_manager import require_backend_choice
 from app.schemas import (
     Conversation,
@@ -76,10 +76,10 @@ async def delete_conversation(
     user: CurrentUser,
     store: StoreDep,
     runs: RunsDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    hop: HopDep,
 ) -> Response:
     await store.get_conversation(conversation_id, user.id)
-    await runs.cancel_conversation(conversation_id, authorization)
+    await runs.cancel_conversation(conversation_id, hop)
     await store.delete_conversation(conversation_id, user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -97,9 +97,8 @@ async def export_conversation(
         body, media, ext = export_markdown(conversation, messages), "text/markdown; charset=utf-8", "md"
     else:
         body, media, ext = export_json(conversation, messages), "application/json", "json"
-    filename = export_filename(conversation, ext)
     return Response(
-        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        body, media_type=media, headers={"Content-Disposition": content_disposition(conversation, ext)}
     )
 
 

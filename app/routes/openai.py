@@ -5,7 +5,7 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from app.deps import CurrentUser, ServicesDep
+from app.deps import CurrentUser, ServicesDep, UsageDep
 from app.errors import NotFound
 from app.openai_agent import agent_chat
 from app.openai_proxy import proxy_chat
@@ -31,10 +31,15 @@ async def list_models(_user: CurrentUser, services: ServicesDep) -> ModelList:
 
 @router.post(
     "/chat/completions",
-    responses={404: {"model": ErrorBody}, 502: {"model": ErrorBody}, 504: {"model": ErrorBody}},
+    responses={
+        404: {"model": ErrorBody},
+        429: {"model": ErrorBody, "description": "Rate limited, or the token budget is used up"},
+        502: {"model": ErrorBody},
+        504: {"model": ErrorBody},
+    },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, _user: CurrentUser, services: ServicesDep
+    body: ChatCompletionRequest, user: CurrentUser, services: ServicesDep, usage: UsageDep
 ) -> Response:
     """OpenAI chat completions. Model `<backend>` proxies that backend; `agent[/<backend>]` runs the agent."""
     registry = services.registry
@@ -42,10 +47,14 @@ async def chat_completions(
         backend = body.model.partition("/")[2] or None
         if backend is not None and not registry.is_choice(backend):
             raise NotFound(f"no backend named {backend!r} for the agent", code="model_not_found")
-        return await agent_chat(registry, backend, services.tools, services.settings, body)
+        await usage.check(user.id)
+        return await agent_chat(
+            registry, backend, services.tools, services.settings, body, usage.sink(user.id)
+        )
     if body.model not in registry:
         raise NotFound(
             f"model {body.model!r} does not exist; GET /v1/models lists them", code="model_not_found"
         )
+    await usage.check(user.id)
     payload = body.model_dump(exclude_unset=True, mode="json")
-    return await proxy_chat(registry.get(body.model), payload, services.metrics)
+    return await proxy_chat(registry.get(body.model), payload, services.metrics, usage.sink(user.id))

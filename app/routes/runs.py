@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.deps import CurrentUser, RunsDep, ServicesDep, StoreDep
+from app.deps import CurrentUser, HopDep, RunsDep, ServicesDep, StoreDep
 from app.errors import InvalidRequest
 from app.schemas import ErrorBody, RunOut
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 MAX_EVENT_ID = 2**31 - 1
+# ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses, and a short cap keeps
+# int() away from its 4300-digit limit.
+_EVENT_ID = re.compile(r"[0-9]{1,10}")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such run"}}
 
 
@@ -31,9 +35,8 @@ async def run_events(
     runs: RunsDep,
     store: StoreDep,
     services: ServicesDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    hop: HopDep,
     last_event_id: Annotated[str | None, Header()] = None,
-    x_chatstack_forwarded: Annotated[str | None, Header(include_in_schema=False)] = None,
     after: Annotated[
         int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id")
     ] = None,
@@ -41,7 +44,7 @@ async def run_events(
     """The run's typed events. Reconnect with `Last-Event-ID` (or `?after=`) to resume exactly after it."""
     position = after or 0
     if last_event_id:
-        if not last_event_id.isdigit() or int(last_event_id) > MAX_EVENT_ID:
+        if not _EVENT_ID.fullmatch(last_event_id) or int(last_event_id) > MAX_EVENT_ID:
             raise InvalidRequest("Last-Event-ID must be an event id from this stream", code="bad_event_id")
         position = max(position, int(last_event_id))
     await store.get_run(run_id, user.id)
@@ -51,10 +54,8 @@ async def run_events(
     async def stream() -> AsyncIterator[ServerSentEvent]:
         active_streams.inc()
         try:
-            async for record in runs.events(
-                run_id, position, forwarded=bool(x_chatstack_forwarded), authorization=authorization
-            ):
-                yield ServerSentEvent(data=record.data_json(), event=record.type, id=str(record.seq))
+            async for record in runs.events(run_id, position, hop):
+                yield ServerSentEvent(data=record.data_json(), event=record.type, id=str(record.id))
         finally:
             active_streams.dec()
 
@@ -71,10 +72,9 @@ async def cancel_run(
     user: CurrentUser,
     runs: RunsDep,
     store: StoreDep,
-    x_chatstack_forwarded: Annotated[str | None, Header(include_in_schema=False)] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    hop: HopDep,
 ) -> RunOut:
     """Stop the run. The partial answer is kept and marked cancelled. Cancelling a finished run is a no-op."""
     await store.get_run(run_id, user.id)
-    await runs.cancel(run_id, forwarded=bool(x_chatstack_forwarded), authorization=authorization)
+    await runs.cancel(run_id, hop)
     return RunOut.model_validate(await store.get_run(run_id))

@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -22,18 +20,17 @@ from starlette.routing import Route
 
 from backends.emulator.profiles import Profile, get_profile, with_limits
 from backends.emulator.prometheus import CONTENT_TYPE, EngineMetrics
-from backends.emulator.reply import OutputPlan, plan_output
+from backends.emulator.reply import plan_output
 from backends.emulator.runner import EngineRunner
-from backends.emulator.schemas import ChatCompletionRequest, ErrorBody, ErrorDetail
-from backends.emulator.sse import ChunkEncoder
-from backends.emulator.stream_response import SUBMITTED_HEADER, CompletionStreamResponse, usage
+from backends.emulator.schemas import ChatCompletionRequest
+from backends.emulator.stream_response import SUBMITTED_HEADER, CompletionStreamResponse
 from backends.emulator.tokens import count_prompt_tokens
+from protocol.openai_wire import ChunkEncoder, completion, error_body, error_type, new_completion_id, usage
 
 
 def error_response(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
-    """An OpenAI-style error body with `status`."""
-    body = ErrorBody(error=ErrorDetail(message=message, type=kind, code=code))
-    return JSONResponse(body.model_dump(), status_code=status)
+    """An OpenAI-style error body with `status` (and `param`, as vLLM sends it)."""
+    return JSONResponse(error_body(code, message, kind, param=None), status_code=status)
 
 
 class _Emulator:
@@ -86,7 +83,7 @@ class _Emulator:
             return error_response(500, "Scripted failure before streaming.", "server_error")
 
         seq, stream = self.runner.submit(prompt_tokens, plan.count, plan.finish_reason)
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        completion_id = new_completion_id()
         if body.stream:
             encoder = ChunkEncoder(completion_id, body.model, int(time.time()))
             return CompletionStreamResponse(
@@ -98,8 +95,15 @@ class _Emulator:
         except asyncio.CancelledError:
             self.runner.cancel(seq)
             raise
-        completion = self._completion(completion_id, body.model, plan, prompt_tokens)
-        return JSONResponse(completion, headers={SUBMITTED_HEADER: f"{seq.submitted_at:.6f}"})
+        answer = completion(
+            completion_id,
+            int(time.time()),
+            body.model,
+            plan.message(),
+            plan.finish_reason,
+            usage(prompt_tokens, plan.count),
+        )
+        return JSONResponse(answer, headers={SUBMITTED_HEADER: f"{seq.submitted_at:.6f}"})
 
     def _token_limit(self, prompt_tokens: int, requested: int | None) -> int | Response:
         room = self.profile.max_model_len - prompt_tokens
@@ -112,22 +116,11 @@ class _Emulator:
             return error_response(400, message, "invalid_request_error", "context_length_exceeded")
         return requested if requested is not None else min(self.profile.default_max_tokens, room)
 
-    @staticmethod
-    def _completion(completion_id: str, model: str, plan: OutputPlan, prompt_tokens: int) -> dict[str, Any]:
-        return {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": plan.message(), "finish_reason": plan.finish_reason}],
-            "usage": usage(prompt_tokens, plan.count),
-        }
-
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "Internal server error."
-    return error_response(status, str(detail), "invalid_request_error" if status < 500 else "server_error")
+    return error_response(status, str(detail), error_type(status))
 
 
 def create_app(

@@ -1,7 +1,8 @@
 """Benchmark metrics exactly as vLLM's `benchmarks/serve.py` defines them, from per-request timings.
 
 TTFT is first token time minus send time; TPOT is `(latency - ttft) / (output_tokens - 1)`; ITL is the
-gap between consecutive streamed chunks; throughput is output tokens over the whole run's duration.
+gap between consecutive streamed chunks; throughput is output tokens over the whole run's duration. The
+arithmetic is `backends/serving_metrics.py`, which the benchmark (`bench/`) computes with too.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from backends import serving_metrics
+from backends.serving_metrics import percentile
 
 
 @dataclass(slots=True)
@@ -35,12 +39,10 @@ class RequestTiming:
     @property
     def tpot(self) -> float | None:
         """Mean time per output token after the first; None for single-token answers."""
-        if self.output_tokens < 2:
-            return None
-        return (self.latency - self.ttft) / (self.output_tokens - 1)
+        return serving_metrics.tpot(self.ttft, self.latency, self.output_tokens)
 
     def itls(self) -> list[float]:
-        return [b - a for a, b in zip(self.chunk_times, self.chunk_times[1:], strict=False)]
+        return serving_metrics.itls(self.chunk_times)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +58,6 @@ class Summary:
     itl_p90: float
     latency_p50: float
     throughput_tok_s: float
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation, as numpy's default computes it."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def summarize(timings: Sequence[RequestTiming]) -> Summary:

@@ -20,6 +20,7 @@ import aiohttp
 from backends.emulator.benchstats import RequestTiming, summarize
 from backends.emulator.stream_response import SUBMITTED_HEADER
 from backends.emulator.tokens import TEMPLATE_TOKENS_PER_MESSAGE
+from protocol.sse import SseParser
 
 
 class StreamError(RuntimeError):
@@ -58,19 +59,19 @@ async def stream_completion(
         if response.status != 200:
             raise StreamError(f"HTTP {response.status}: {(await response.text())[:300]}")
         submitted = response.headers.get(SUBMITTED_HEADER)
-        async for raw in response.content:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                done = True
-                break
+        parser = SseParser()
+        async for piece in response.content.iter_any():
             now = time.perf_counter()
-            choices = json.loads(data).get("choices") or []
-            delta = choices[0].get("delta", {}) if choices else {}
-            if delta.get("content") or delta.get("tool_calls"):
-                chunk_times.append(now)
+            for event in parser.feed(piece):
+                if event.data == "[DONE]":
+                    done = True
+                    break
+                choices = json.loads(event.data).get("choices") or []
+                delta = choices[0].get("delta", {}) if choices else {}
+                if delta.get("content") or delta.get("tool_calls"):
+                    chunk_times.append(now)
+            if done:
+                break
     if not done or not chunk_times:
         raise StreamError("the stream ended without content or without [DONE]")
     return RequestTiming(

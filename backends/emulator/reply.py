@@ -19,13 +19,10 @@ from typing import Any
 
 from backends.emulator.tokens import FillerText
 from backends.scripted.script import Reply, decide, prompted_call_text
+from protocol.openai_wire import content_delta, tool_call_arguments_delta, tool_call_start_delta
 
 ARGUMENT_PIECE_CHARS = 4
 _DIRECTIVE_FREE_PREFIXES = ("Echo: ", "Hello! Ask me anything.")
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(slots=True)
@@ -70,7 +67,7 @@ def plan_output(body: dict[str, Any], limit: int, seed: int, prompt_key: str) ->
         filler = FillerText(seed, prompt_key)
         return OutputPlan(limit, "length", failure, None, filler, None, None)
     words = reply.tokens() or [""]
-    pieces = [_compact({"content": word}) for word in words]
+    pieces = [content_delta(word) for word in words]
     return _scripted_plan(pieces, limit, "stop", failure, "".join(words[:limit]), None)
 
 
@@ -89,7 +86,7 @@ def _scripted_plan(
 
 def _text_pieces(text: str) -> list[str]:
     step = ARGUMENT_PIECE_CHARS
-    return [_compact({"content": text[i : i + step]}) for i in range(0, len(text), step)]
+    return [content_delta(text[i : i + step]) for i in range(0, len(text), step)]
 
 
 def _native_tool_pieces(reply: Reply) -> tuple[list[str], list[dict[str, Any]]]:
@@ -99,14 +96,7 @@ def _native_tool_pieces(reply: Reply) -> tuple[list[str], list[dict[str, Any]]]:
         args = arguments if isinstance(arguments, str) else json.dumps(arguments)
         call_id = f"call_{uuid.uuid4().hex[:12]}"
         calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": args}})
-        head = {
-            "index": index,
-            "id": call_id,
-            "type": "function",
-            "function": {"name": name, "arguments": ""},
-        }
-        pieces.append(_compact({"tool_calls": [head]}))
+        pieces.append(tool_call_start_delta(index, call_id, name))
         for start in range(0, len(args), ARGUMENT_PIECE_CHARS):
-            part = {"index": index, "function": {"arguments": args[start : start + ARGUMENT_PIECE_CHARS]}}
-            pieces.append(_compact({"tool_calls": [part]}))
+            pieces.append(tool_call_arguments_delta(index, args[start : start + ARGUMENT_PIECE_CHARS]))
     return pieces, calls

@@ -43,16 +43,3 @@ class ChatCompletionRequest(BaseModel):
     def token_limit(self) -> int | None:
         """The caller's output cap; `max_completion_tokens` wins, as in OpenAI's API."""
         return self.max_completion_tokens or self.max_tokens
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorBody(BaseModel):
-    """OpenAI's error envelope: `{"error": {"message", "type", "param", "code"}}`."""
-
-    error: ErrorDetail

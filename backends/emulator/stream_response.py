@@ -17,8 +17,8 @@ from backends.emulator.chunking import next_flush
 from backends.emulator.engine import Sequence
 from backends.emulator.reply import OutputPlan
 from backends.emulator.runner import EngineRunner
-from backends.emulator.sse import DONE, ChunkEncoder
 from backends.emulator.streams import TokenStream
+from protocol.openai_wire import DONE, ChunkEncoder, usage
 
 MIDSTREAM_FAILURE_AFTER = 3
 _HEADERS = (
@@ -104,12 +104,3 @@ class CompletionStreamResponse:
                 parts.append(encoder.usage(usage(self.prompt_tokens, plan.count)))
             parts.append(DONE)
         return b"".join(parts)
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    """The OpenAI `usage` object."""
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }

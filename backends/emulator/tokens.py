@@ -14,6 +14,8 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from protocol.openai_wire import content_delta
+
 CHARS_PER_TOKEN = 4
 TEMPLATE_TOKENS_PER_MESSAGE = 4
 
@@ -28,7 +30,7 @@ _WORDS = (
 )
 _VOCABULARY = tuple(_WORDS.split())
 # Pre-encoded JSON deltas: the hot path concatenates bytes instead of calling json.dumps per token.
-_FILLER_DELTAS = tuple(json.dumps({"content": f" {word}"}, separators=(",", ":")) for word in _VOCABULARY)
+_FILLER_DELTAS = tuple(content_delta(f" {word}") for word in _VOCABULARY)
 
 
 def message_text(message: Mapping[str, Any]) -> str:

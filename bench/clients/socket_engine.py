@@ -6,6 +6,17 @@ future per chunk: a request is one `send` of bytes encoded before the run, and e
 is one `recvmsg` whose data is parsed by httptools (C) and stored with the time the *kernel* received
 it (SO_TIMESTAMPNS). A receive stamp taken by the kernel does not move when the event loop is late,
 so the bench's timing stays right while it is busy; the loop-lag monitor reports when it is not.
+Re-measured for issue 11 (`python -m bench.compare_vllm --engines socket,aiohttp,httpx`, the same
+reference server, TTFT 50 ms, on a 2-core machine shared with other work, three passes): at 400 and
+800 requests/s this engine's TTFT p50 was 0.5-2.0 ms above the server's own record and the aiohttp
+engine's 1.6-178 ms; at 1,200/s 5.3 ms against 372 ms in the quietest pass; the aiohttp engine used
+1.6-1.8 times the CPU per request where neither lagged, and the httpx engine fell behind from 200/s
+on. So the library clients stay options (`--engine`), not the default (numbers in bench/README.md).
+
+Every framing HTTP/1.1 allows for a response is read (RFC 9112, 6.3): chunked, Content-Length, and a
+body that ends when the server closes the connection (no length and no chunking: HTTP/1.0 servers,
+some HTTP/1.1 streaming servers), on keep-alive connections or not, after interim 1xx responses. A
+body cut short by a close (a Content-Length or chunked body not finished) is a failure that says so.
 Plain `http://` only (TLS endpoints go through the aiohttp engine; see `engines.py`).
 """
 
@@ -30,11 +41,12 @@ _READ_SIZE = 256 * 1024
 
 
 class _Connection:
-    """One keep-alive connection; it carries one exchange at a time."""
+    """One connection, kept alive when the server allows it; it carries one exchange at a time."""
 
     __slots__ = (
         "_pending",
         "_timer",
+        "body_bytes",
         "complete",
         "connected",
         "engine",
@@ -42,6 +54,7 @@ class _Connection:
         "fd",
         "first_stamp",
         "headers",
+        "in_body",
         "keep_alive",
         "on_done",
         "parser",
@@ -52,6 +65,7 @@ class _Connection:
         "retried",
         "sock",
         "stamp",
+        "until_close",
     )
 
     def __init__(self, engine: SocketEngine, sock: socket.socket) -> None:
@@ -69,7 +83,8 @@ class _Connection:
         self.retried = False
         self.complete = False
         self.keep_alive = False
-        self.received = 0
+        self.in_body = self.until_close = False
+        self.received = self.body_bytes = 0
         self.stamp = self.first_stamp = 0.0
         self.read_size = self.read_offset = 0
 
@@ -78,8 +93,8 @@ class _Connection:
         self.exchange, self.request, self.on_done, self._timer = exchange, request, on_done, timer
         self.parser = httptools.HttpResponseParser(self)
         self.headers = {}
-        self.complete = False
-        self.received = 0
+        self.complete = self.in_body = self.until_close = False
+        self.received = self.body_bytes = 0
         self._pending = request.wire(self.engine.origin)
         if self.connected:
             self._send()
@@ -136,7 +151,12 @@ class _Connection:
             return
         data = self.engine.buffer[:size]
         if not size:
-            self._lost("the server closed the connection before the response ended")
+            if self.exchange is not None and self.until_close:
+                # A body with neither Content-Length nor chunked framing ends when the connection
+                # does (RFC 9112, 6.3): this close is the response's end, not a failure.
+                self._finish(keep=False)
+            else:
+                self._lost(self._cut_short())
             return
         exchange = self.exchange
         if exchange is None:  # bytes on an idle connection: nothing can be waiting for them
@@ -162,17 +182,44 @@ class _Connection:
         if self.complete:
             self._finish(keep=self.keep_alive)
 
+    def _cut_short(self) -> str:
+        """Why a connection that closed mid-response means a failed exchange, in the reader's words."""
+        if self.received == 0:
+            return "the server closed the connection without answering"
+        if not self.in_body:
+            return "the server closed the connection before the response headers ended"
+        length = self.headers.get("content-length")
+        if length is not None:
+            return (
+                "the server closed the connection before the response ended "
+                f"({self.body_bytes} of its {length} content-length bytes)"
+            )
+        return "the server closed the connection before the response ended (before the last chunk)"
+
     # -- httptools callbacks ---------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        # Also after an informational (1xx) response, which precedes the real one on the same read.
+        self.headers = {}
+        self.in_body = self.until_close = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        previous = self.headers.get(key)
+        self.headers[key] = text if previous is None else f"{previous}, {text}"
 
     def on_headers_complete(self) -> None:
         assert self.exchange is not None
-        self.exchange.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        self.exchange.status = status
         self.exchange.headers = self.headers
+        self.in_body = True
+        self.until_close = _ends_at_close(status, self.headers)
 
     def on_body(self, body: bytes) -> None:
         assert self.exchange is not None
+        if not body:
+            return
+        self.body_bytes += len(body)
         # Pieces of one read arrived between its first and last segment: the first piece gets the
         # first stamp, later ones a time interpolated by byte position (exact when the read was one
         # segment, which is the case whenever the loop keeps up).
@@ -186,8 +233,12 @@ class _Connection:
         self.exchange.chunks.append((stamp, body))
 
     def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # informational (100 Continue, 103 Early Hints): the real response follows
         # httptools answers should_keep_alive() only while inside this callback.
         self.complete = True
+        self.until_close = False
         self.keep_alive = self.parser.should_keep_alive()
 
     # -- endings ---------------------------------------------------------------------------------
@@ -247,6 +298,22 @@ class _Connection:
             self.engine.forget(self)
             self.sock.close()
             self.fd = -1
+
+
+def _ends_at_close(status: int, headers: dict[str, str]) -> bool:
+    """Whether a response's body runs until the server closes the connection (RFC 9112, 6.3).
+
+    Responses without a body (1xx, 204, 304) end with their headers; a chunked body ends with its
+    last chunk; a Content-Length body after that many bytes; any other body (no length, or a transfer
+    coding that is not chunked last) when the connection closes, as HTTP/1.0 servers and some
+    HTTP/1.1 streaming servers end theirs. The bench sends no HEAD requests, which would end early too.
+    """
+    if status < 200 or status in (204, 304):
+        return False
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        return coding.rsplit(",", 1)[-1].strip().lower() != "chunked"
+    return "content-length" not in headers
 
 
 class SocketEngine:

@@ -8,6 +8,7 @@ import time
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -16,12 +17,41 @@ from bench.runner import RunResult
 from bench.summary import LevelSummary
 
 _REFRESH_S = 0.25
+_REASON_CHARS = 160
+_REASONS_SHOWN = 3
 
 
 def _f(value: object, digits: int = 1) -> str:
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:,.{digits}f}"
     return str(value)
+
+
+def inert(text: str, limit: int = _REASON_CHARS) -> str:
+    """Server-supplied text made safe to print: bounded, one line, no control characters (a terminal
+    would obey escape sequences) and no rich markup."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text[: limit + 1])
+    flat = " ".join(flat.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return escape(flat)
+
+
+def error_lines(summary: LevelSummary, shown: int = _REASONS_SHOWN, rest: bool = True) -> list[str]:
+    """The level's most common failure reasons, one line each with its count (markup-safe); with
+    `rest`, a last line counting the failures not shown."""
+    top = list(summary.errors.items())[:shown]
+    lines = [f"  [red]{count} ×[/red] {inert(reason)}" for reason, count in top]
+    unlisted = summary.error_count - sum(count for _, count in top)
+    if rest and unlisted > 0:
+        lines.append(f"  … {unlisted} more with other reasons (results.json has every request)")
+    return lines
+
+
+def verdict_cell(summary: LevelSummary) -> str:
+    """The 'bench ok' cell: plain yes only when the numbers are the server's and nothing else's."""
+    verdict = escape(summary.verdict())
+    return verdict if summary.trusted else f"[yellow]{verdict}[/yellow]"
 
 
 class ConsoleProgress:
@@ -77,11 +107,13 @@ class ConsoleProgress:
                 f"1st answer token p50 {_f(row.get('first_answer_token_p50_ms'))} ms · total p50 "
                 f"{_f(row.get('total_p50_ms'))} ms · chatstack {_f(row.get('overhead_ms_mean'))} ms"
             )
-        errors = f" · [red]{row['error_count']} errors[/red]" if row.get("error_count") else ""
+        errors = f" · [red]{summary.error_count} errors[/red]" if summary.error_count else ""
         flag = (
             "" if summary.health.reliable else f" · [yellow]⚠ {'; '.join(summary.health.problems)}[/yellow]"
         )
         self.console.print(f"[bold]{summary.phase}[/bold] {summary.level:g}: {detail}{errors}{flag}")
+        for line in error_lines(summary, shown=1, rest=False):
+            self.console.print(line)
 
     def note(self, text: str) -> None:
         self.console.print(f"[yellow]{text}[/yellow]")
@@ -138,12 +170,27 @@ def summary_tables(result: RunResult) -> list[Table]:
         table.add_column("bench ok", justify="left")
         for level in levels:
             row = level.summary.row
-            ok = "yes" if level.summary.health.reliable else "[yellow]no[/yellow]"
             table.add_row(
                 f"{level.plan.level:g}",
                 *(_f(row.get(key, math.nan), 1 if key != "requests_per_sec" else 3) for _, key in columns),
                 _f(level.summary.health.loop_lag_p99_ms, 2),
-                ok,
+                verdict_cell(level.summary),
             )
         tables.append(table)
     return tables
+
+
+def error_report(result: RunResult) -> list[str]:
+    """After the tables: why requests failed, per level that had failures (markup-safe lines)."""
+    lines: list[str] = []
+    for level in result.levels:
+        summary = level.summary
+        if summary.error_count:
+            total = int(summary.row.get("total_requests", 0))
+            lines.append(
+                f"[bold]{level.plan.phase} {level.plan.level:g}[/bold]: "
+                f"[red]{summary.error_count} of {total} requests failed[/red], {summary.error_origin()}; "
+                "most common reasons:"
+            )
+            lines += error_lines(summary)
+    return lines

@@ -124,6 +124,7 @@ class AgentTarget(EngineTarget):
         record.tool_names = timeline.tool_names
         record.llm_s, record.tools_s = timeline.llm_s, timeline.tools_s
         record.status, record.error, record.answer = timeline.status, timeline.error, timeline.answer
+        record.error_source = timeline.error_source
         record.prompt_tokens, record.output_tokens = timeline.prompt_tokens, timeline.output_tokens
         record.server_timings = timeline.server_timings
         task = self.tasks.get(prompt.id)

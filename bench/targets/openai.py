@@ -68,6 +68,7 @@ class OpenAITarget(EngineTarget):
             ended_at=exchange.ended_at,
             status=exchange.status,
             error=outcome.error,
+            error_source=outcome.error_source,
             prompt_tokens=outcome.prompt_tokens,
             output_tokens=outcome.output_tokens,
             token_source=outcome.token_source,

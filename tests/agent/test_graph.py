@@ -10,7 +10,7 @@ from agent.context import AgentContext
 from agent.events import AssistantTurn, TextDelta, ToolFinished, ToolStarted
 from agent.graph import build_graph, run_agent
 from agent.prompts import FINAL_STEP_NOTE
-from backends.config import ToolMode
+from backends.client.config import ToolMode
 from tests.agent.fakes import EchoTool, Recorder, ScriptedModel, native_call, text
 
 USER = [{"role": "user", "content": "hi"}]

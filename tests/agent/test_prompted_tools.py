@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.prompted_tools import MalformedToolCall, StreamFilter, parse_tool_calls
+from backends.local.tool_call_text import scan_tool_calls
 
 
 def stream(text: str, size: int) -> tuple[str, str]:
@@ -98,3 +99,30 @@ def test_code_fence_of_another_language_streams_immediately() -> None:
 def test_text_without_markers_is_shown_whole(text: str, size: int) -> None:
     shown, tail = stream(text, size)
     assert shown + tail == text
+
+
+CALL = '{"name": "calculator", "arguments": {"expression": "2+2"}}'
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"I will use the calculator.\n{CALL}",
+        f"Let me compute.\n```json\n{CALL}\n```\nDone.",
+        '{"type": "function", "function": ' + CALL + "}",
+        f"[{CALL}]",
+    ],
+)
+def test_the_agent_reads_calls_as_the_engine_parser_does(reply: str) -> None:
+    engine = scan_tool_calls(reply, None, final=True)
+    parsed = parse_tool_calls(reply)
+    assert [(c.name, json.loads(c.arguments)) for c in parsed.tool_calls] == [
+        (c.name, json.loads(c.arguments)) for c in engine.calls
+    ]
+    assert parsed.tool_calls
+    assert parsed.text == reply[: engine.content_end].strip()
+
+
+@pytest.mark.parametrize("size", [1, 4, 100])
+def test_fenced_call_is_never_shown(size: int) -> None:
+    assert stream(f"```json\n{CALL}\n```", size) == ("", "")

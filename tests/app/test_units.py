@@ -91,7 +91,7 @@ async def test_event_log_replays_then_follows() -> None:
 
     async def follow() -> None:
         async for record in log.follow(1):
-            seen.append(record.seq)
+            seen.append(record.id)
 
     task = asyncio.create_task(follow())
     await asyncio.sleep(0)
@@ -100,9 +100,9 @@ async def test_event_log_replays_then_follows() -> None:
     log.close()
     await asyncio.wait_for(task, 1)
     assert seen == [2, 3]
-    assert [e.seq for e in log.unflushed()] == [1, 2, 3]
+    assert [e.id for e in log.unflushed()] == [1, 2, 3]
     log.mark_flushed(2)
-    assert [e.seq for e in log.unflushed()] == [3]
+    assert [e.id for e in log.unflushed()] == [3]
 
 
 def test_markdown_export() -> None:

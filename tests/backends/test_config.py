@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.config import BackendConfigError, load_backends
+from backends.client.config import BackendConfigError, load_backends
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -72,3 +72,30 @@ def test_invalid_files_are_refused_clearly(tmp_path: Path, text: str, message: s
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(BackendConfigError, match="cannot read"):
         load_backends(tmp_path / "nope.yaml")
+
+
+def test_the_embedded_model_is_a_kind_not_a_name(tmp_path: Path) -> None:
+    from app.embedded_engine import embedded_backend
+
+    shipped = load_backends(Path("backends/backends.yaml"))
+    assert [b.name for b in shipped if b.kind == "embedded"] == ["local"]
+    named_local = load_backends(
+        write(tmp_path, "backends:\n  - {name: local, base_url: 'http://h/v1', model: m}\n")
+    )
+    assert embedded_backend(named_local) is None  # just a server that happens to be called local
+    renamed = load_backends(
+        write(tmp_path, "backends:\n  - {name: cpu, kind: embedded, base_url: 'http://h:1/v1', model: m}\n")
+    )
+    chosen = embedded_backend(renamed)
+    assert chosen is not None
+    assert chosen.name == "cpu"
+
+
+def test_only_one_embedded_model(tmp_path: Path) -> None:
+    text = (
+        "backends:\n"
+        "  - {name: a, kind: embedded, base_url: 'http://h:1/v1', model: m}\n"
+        "  - {name: b, kind: embedded, base_url: 'http://h:2/v1', model: m}\n"
+    )
+    with pytest.raises(BackendConfigError, match="at most one backend can be of kind 'embedded'"):
+        load_backends(write(tmp_path, text))

@@ -22,10 +22,14 @@ def reference_servers(log_dir: Path) -> Iterator[ReferenceFactory]:
     started: list[ServerProcess] = []
 
     def start(
-        ttft_ms: float = 50, tpot_ms: float = 5, output_tokens: int = 20, prefill_us: float = 0
+        ttft_ms: float = 50,
+        tpot_ms: float = 5,
+        output_tokens: int = 20,
+        prefill_us: float = 0,
+        framing: str = "chunked",
     ) -> ServerProcess:
         args = ["--ttft-ms", str(ttft_ms), "--tpot-ms", str(tpot_ms), "--output-tokens", str(output_tokens)]
-        args += ["--prefill-us-per-token", str(prefill_us)]
+        args += ["--prefill-us-per-token", str(prefill_us), "--framing", framing]
         server = start_python_server("bench.reference_server", args, log_dir, "reference")
         started.append(server)
         return server
@@ -42,9 +46,9 @@ def server_stats(server: ServerProcess) -> dict[str, float]:
     return data
 
 
-def run_bench(args: list[str], out: Path, timeout: float = 240) -> dict[str, Any]:
-    """`python -m bench ARGS --out OUT`, which must succeed; returns its results.json."""
-    result = subprocess.run(
+def bench_process(args: list[str], out: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGS --out OUT` as a user runs it; its terminal output is captured."""
+    return subprocess.run(
         [str(BIN / "python"), "-m", "bench", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
@@ -52,6 +56,11 @@ def run_bench(args: list[str], out: Path, timeout: float = 240) -> dict[str, Any
         timeout=timeout,
         check=False,
     )
+
+
+def run_bench(args: list[str], out: Path, timeout: float = 240) -> dict[str, Any]:
+    """`python -m bench ARGS --out OUT`, which must succeed; returns its results.json."""
+    result = bench_process(args, out, timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     data: dict[str, Any] = json.loads((out / "results.json").read_text())
     return data

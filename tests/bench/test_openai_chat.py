@@ -69,6 +69,24 @@ def test_failures() -> None:
     assert "overloaded" in event.error
 
 
+def test_a_failure_says_whether_the_server_answered_it() -> None:
+    """`server`: the exchange completed and the answer is the failure; `transport`: it never completed."""
+    answered = [
+        exchange((0.1, b'{"error": "busy"}'), status=503),
+        exchange((0.1, chunk({"content": "a"}))),  # ended properly, but without [DONE]
+        exchange((0.1, b'data: {"error": {"message": "overloaded"}}\n\ndata: [DONE]\n\n')),
+    ]
+    for failed in answered:
+        assert read_chat_stream(failed).error_source == "server"
+    cut = exchange(
+        (0.1, chunk({"content": "a"})), error="the server closed the connection before the response ended"
+    )
+    assert read_chat_stream(cut).error_source == "transport"
+    assert read_chat_stream(exchange(status=0, error="connect failed: refused")).error_source == "transport"
+    ok = exchange((0.1, chunk({"content": "a"}) + b"data: [DONE]\n\n"))
+    assert read_chat_stream(ok).error_source is None
+
+
 def test_tool_calls_count_as_an_answer() -> None:
     call = {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "calculator", "arguments": ""}}]}
     outcome = read_chat_stream(exchange((0.1, chunk(call) + b"data: [DONE]\n\n")))

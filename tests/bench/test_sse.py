@@ -22,3 +22,12 @@ def test_events_split_across_pieces_take_the_time_of_their_last_piece() -> None:
 def test_comments_ids_and_incomplete_tail() -> None:
     events = list(iter_events([(1.0, b": ping\n\nid: 7\nevent: run.started\ndata: {}\n\ndata: never ends")]))
     assert [(e.event, e.id) for e in events] == [("run.started", "7")]
+
+
+def test_cr_line_ends_and_a_crlf_split_between_pieces() -> None:
+    chunks = [(1.0, b"event: a\rdata: 1\r\r"), (2.0, b"data: 2\r\n\r"), (3.0, b"\ndata: 3\r\n\r\n")]
+    assert [(e.at, e.event, e.data) for e in iter_events(chunks)] == [
+        (1.0, "a", "1"),
+        (2.0, "message", "2"),
+        (3.0, "message", "3"),
+    ]

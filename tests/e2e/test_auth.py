@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,21 +10,10 @@ import httpx
 import openai
 import pytest
 
-from tests.support.processes import BIN, ROOT, ServerProcess, start_chatstack
+from tests.support.processes import ServerProcess, start_chatstack, users_cli
 from tests.support.sse import new_conversation, read_events, start_message
 
 pytestmark = pytest.mark.slow
-
-
-def users_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "chatstack"), "users", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture(scope="module")

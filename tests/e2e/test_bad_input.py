@@ -143,3 +143,26 @@ async def test_backend_process_dies_mid_answer(
         assert next(e for e in down if e.type == "run.error").data["code"] == "backend_unavailable"
     finally:
         backend.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/conversations/{cid}/messages", b'{"content": "lone \\ud800 half"}'),
+        ("POST", "/api/conversations", b'{"title": "lone \\udfff half"}'),
+        ("PATCH", "/api/conversations/{cid}", b'{"title": "x\\ud83d"}'),
+    ],
+)
+async def test_lone_surrogates_are_refused_and_nothing_is_lost(
+    client: httpx.AsyncClient, method: str, path: str, body: bytes
+) -> None:
+    # Valid JSON escapes that are not text: no database or UTF-8 encoder would take them later.
+    cid = await new_conversation(client)
+    response = await client.request(
+        method, path.format(cid=cid), content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+    conversation = (await client.get(f"/api/conversations/{cid}")).json()
+    assert conversation["messages"] == []
+    assert conversation["title"] == "New chat"

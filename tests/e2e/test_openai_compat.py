@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
 import httpx
 import openai
 import pytest
+import yaml
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
@@ -162,3 +171,114 @@ async def test_langchain_chat_openai(chatstack: ServerProcess) -> None:
     agent = ChatOpenAI(base_url=f"{chatstack.url}/v1", api_key="unused", model="agent", max_retries=0)  # type: ignore[arg-type]
     answer = await agent.ainvoke("calc: 5*5")
     assert answer.content == "The result is 25."
+
+
+# Python class names, aiohttp's own text, reprs: none of it is for the client (it goes to the server log).
+INTERNALS = re.compile(r"[A-Z][a-z]+(Error|Exception)\b|aiohttp|<|\[|payload")
+
+
+def backend_url(chatstack_env: dict[str, str], name: str) -> str:
+    backends = yaml.safe_load(Path(chatstack_env["CHATSTACK_BACKENDS_FILE"]).read_text())["backends"]
+    url: str = next(b["base_url"] for b in backends if b["name"] == name)
+    return url
+
+
+@asynccontextmanager
+async def answering_every_request(url: str, answer: bytes) -> AsyncIterator[None]:
+    """A backend at `url` that reads each whole request, writes `answer` and closes the connection."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)  # no unread data: a FIN, no RST
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    server = await asyncio.start_server(reply, "127.0.0.1", port)
+    async with server:
+        yield
+
+
+async def sse_data(http: httpx.AsyncClient, body: dict[str, object]) -> tuple[str, list[dict[str, Any]]]:
+    """(the request id, the data of each event but `[DONE]`) of a streamed chat completion."""
+    async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+        assert response.status_code == 200
+        lines = [line async for line in response.aiter_lines()]
+    data = [json.loads(line[6:]) for line in lines if line.startswith("data: ") and line != "data: [DONE]"]
+    return response.headers["x-request-id"], data
+
+
+async def test_a_backend_failing_mid_stream_is_reported_in_plain_words(chatstack: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=chatstack.url, timeout=30) as http:
+        prompt = {"role": "user", "content": "tokens: 20\nfail: midstream"}
+        _, events = await sse_data(http, {"model": "scripted", "messages": [prompt]})
+    error = events[-1]["error"]
+    assert error["code"] == "backend_unavailable"
+    assert error["message"] == "backend 'scripted': the connection broke off in the middle of the answer"
+    assert [e["choices"][0]["delta"].get("content") for e in events[1:4]] == ["the", " quick", " brown"]
+
+
+async def test_an_unreachable_backend_is_named_in_plain_words(
+    chatstack: ServerProcess, chatstack_env: dict[str, str]
+) -> None:
+    url = backend_url(chatstack_env, "offline")
+    expected = f"backend 'offline': cannot reach {url} (the connection was refused)"
+    async with httpx.AsyncClient(base_url=chatstack.url, timeout=30) as http:
+        for model in ("offline", "agent/offline"):
+            body = {"model": model, "messages": [{"role": "user", "content": "x"}], "stream": True}
+            response = await http.post("/v1/chat/completions", json=body)
+            assert response.status_code == 502
+            error = response.json()["error"]
+            assert (error["code"], error["message"], error["backend"]) == (
+                "backend_unavailable",
+                expected,
+                "offline",
+            )
+
+
+async def test_an_answer_cut_short_is_reported_in_plain_words(
+    chatstack: ServerProcess, chatstack_env: dict[str, str]
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 900\r\n\r\n"
+    half = head + b'{"id": "chatcmpl-1",'
+    async with (
+        answering_every_request(backend_url(chatstack_env, "mortal"), half),
+        httpx.AsyncClient(base_url=chatstack.url, timeout=30) as http,
+    ):
+        response = await http.post(
+            "/v1/chat/completions", json={"model": "mortal", "messages": [{"role": "user", "content": "x"}]}
+        )
+    assert response.status_code == 502
+    assert response.json()["error"] == {
+        "code": "backend_bad_response",
+        "message": "backend 'mortal': its answer broke off before it was complete",
+        "type": "server_error",
+        "backend": "mortal",
+    }
+
+
+async def test_an_agent_failing_mid_answer_names_no_internals(
+    chatstack: ServerProcess, chatstack_env: dict[str, str]
+) -> None:
+    # A tool call whose index is not a number, after the answer has begun: the backend's fault, said so
+    # in words (it used to surface as the agent's own ValueError).
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": "first", "function": {"name": "x"}}]}}]},
+    ]
+    stream = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    async with (
+        answering_every_request(backend_url(chatstack_env, "mortal"), head + stream),
+        httpx.AsyncClient(base_url=chatstack.url, timeout=30) as http,
+    ):
+        _, data = await sse_data(
+            http, {"model": "agent/mortal", "messages": [{"role": "user", "content": "hi"}]}
+        )
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in data[:-1]) == "Hello"
+    error = data[-1]["error"]
+    assert error["code"] == "backend_bad_response"
+    assert "not a chat completion chunk" in error["message"]
+    assert not INTERNALS.search(error["message"])

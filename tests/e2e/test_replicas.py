@@ -9,12 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from aiohttp import web
+from sqlalchemy import select, update
 
 from app.db.engine import create_engine, session_factory
 from app.db.models import Run
 from app.nginx_config import ProxyOptions
 from app.nginx_runner import NginxProcess
+from tests.support.http_servers import serving
 from tests.support.processes import ServerProcess, free_port, start_chatstack
 from tests.support.sse import answer_text, new_conversation, read_events, start_message
 
@@ -155,6 +157,58 @@ async def test_two_replicas_behind_nginx_survive_one_being_killed(
     finally:
         first.stop()
         second.stop()
+
+
+@asynccontextmanager
+async def fake_owner(body: bytes) -> AsyncIterator[str]:
+    """A replica that answers every event stream with `body`; yields its address."""
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(body)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/runs/{run_id}/events", events)
+    async with serving(app) as url:
+        yield url
+
+
+async def test_events_relayed_from_the_owner_may_span_several_data_lines(
+    chatstack_env: dict[str, str], replicas: list[ServerProcess]
+) -> None:
+    # An event's data may come in several `data:` lines (joined with LF), with any of the three line
+    # ends; the relay must pass it on whole.
+    body = (
+        b'id: 1\r\nevent: run.started\r\ndata: {"run_id": "r",\r\ndata:  "backend": "b"}\r\n\r\n'
+        b'id: 2\revent: message.delta\rdata: {"text":\rdata: "two lines"}\r\r'
+        b'id: 3\nevent: run.finished\ndata: {"status": "completed",\ndata: "usage": null}\n\n'
+    )
+    a, b = replicas
+    async with clients(a, b) as (on_a, on_b), fake_owner(body) as owner:
+        cid = await new_conversation(on_a)
+        run_id = await start_message(on_a, cid, "tokens: 400\ndelay: 20")
+        # The run now looks owned by the fake replica: the other replica relays its stream from there.
+        await set_owner(chatstack_env["CHATSTACK_DATABASE_URL"], run_id, owner)
+        try:
+            events = await read_events(on_b, run_id, timeout=20)
+        finally:
+            await on_a.post(f"/api/runs/{run_id}/cancel")
+    assert [(e.id, e.type, e.data) for e in events] == [
+        (1, "run.started", {"run_id": "r", "backend": "b"}),
+        (2, "message.delta", {"text": "two lines"}),
+        (3, "run.finished", {"status": "completed", "usage": None}),
+    ]
+
+
+async def set_owner(database_url: str, run_id: str, owner: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine).begin() as session:
+            await session.execute(update(Run).where(Run.id == run_id).values(owner=owner))
+    finally:
+        await engine.dispose()
 
 
 async def owner_of(database_url: str, run_id: str) -> str | None:

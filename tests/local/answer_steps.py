@@ -22,9 +22,9 @@ from agent.events import AgentEvent
 from agent.graph import run_agent
 from agent.model import BackendChatModel
 from agent.prompts import SYSTEM_PROMPT
-from backends.client import BackendClient, new_http_session
-from backends.config import AnswerStep, BackendConfig
-from backends.errors import BackendError
+from backends.client.config import AnswerStep, BackendConfig
+from backends.client.errors import BackendError
+from backends.client.http_client import BackendClient, new_http_session
 from tests.local.canned_search import canned_search_server
 from tests.local.tasks import TASKS, Task, is_correct
 from tools import Calculator, Tool, WebSearch, build_search_provider

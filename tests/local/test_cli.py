@@ -45,3 +45,20 @@ def test_status_without_the_engine() -> None:
     assert result.exit_code == 0
     assert "engine: not installed" in result.stdout
     assert "not fetched" in result.stdout
+
+
+def test_path_and_status_follow_the_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = runner.invoke(model_app, ["path", "--model", "qwen2.5-coder-1.5b", "--precision", "int4"])
+    assert result.exit_code == 1
+    assert "chatstack model fetch --model qwen2.5-coder-1.5b --precision int4" in result.stderr
+    assert "hf-int4" in result.stderr
+
+    monkeypatch.setenv("CHATSTACK_MODEL_PRECISION", "int4")
+    result = runner.invoke(model_app, ["status"])
+    assert result.exit_code == 0
+    assert "int4 not fetched" in result.stdout
+
+
+def test_an_unknown_precision_is_a_usage_error() -> None:
+    result = runner.invoke(model_app, ["fetch", "--precision", "fp8"])
+    assert result.exit_code == 2

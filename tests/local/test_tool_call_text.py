@@ -155,3 +155,33 @@ def test_streaming_matches_the_whole_reply_however_it_is_cut(reply: str, cuts: l
     shown, calls = stream(reply, [c for c in cuts if c <= len(reply)])
     assert calls == whole.calls
     assert shown == (reply[: whole.content_end] if whole.calls else reply)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("<tool_call>{oops</tool_call>", "invalid JSON: Expecting property name enclosed in double quotes"),
+        ("Let me see. <tool_call> then words", "invalid JSON: Expecting value"),
+        ('<tool_call>{"arguments": {}}</tool_call>', 'expected an object with a string "name"'),
+        ('<tool_call>{"name": "calculator", "arguments": 3}', '"arguments" must be a JSON object'),
+        ('<tool_call>{"name": "delete_everything", "arguments": {}}', "there is no tool named"),
+        (f"<tool_call>{CALL_JSON}</tool_call>\n<tool_call>", "invalid JSON: Expecting value"),
+    ],
+)
+def test_a_tag_that_is_not_a_call_is_reported_when_asked(text: str, reason: str) -> None:
+    scan = scan_tool_calls(text, TOOLS, final=True, report_malformed=True)
+    assert scan.malformed is not None
+    assert scan.malformed.startswith(reason)
+    assert scan.content_end == text.index("<tool_call>")
+    assert scan_tool_calls(text, TOOLS, final=True).malformed is None  # the engine shows such text
+
+
+def test_reporting_holds_everything_after_a_tag_and_reads_every_later_block() -> None:
+    parser = StreamingToolCallText(TOOLS, report_malformed=True)
+    assert parser.feed("Let me see. <tool_call> hmm") == ("Let me see. ", [])
+    assert parser.malformed is not None
+    search = '{"name": "web_search", "arguments": {"query": "x"}}'
+    text = f"<tool_call>{CALL_JSON}</tool_call>\nand also\n<tool_call>{search}</tool_call>"
+    names = [c.name for c in scan_tool_calls(text, TOOLS, final=True, report_malformed=True).calls]
+    assert names == ["calculator", "web_search"]
+    assert [c.name for c in scan_tool_calls(text, TOOLS, final=True).calls] == ["calculator"]

@@ -22,6 +22,7 @@ from httpx_sse import aconnect_sse
 
 from app.nginx_config import ProxyOptions
 from app.nginx_runner import NginxProcess, find_nginx
+from backends import serving_metrics
 from tests.support.processes import ServerProcess, free_port
 
 T = TypeVar("T")
@@ -161,5 +162,5 @@ async def timed_run(client: httpx.AsyncClient, conversation_id: str, content: st
 
 
 def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    """The `q` quantile (0-1), as the benchmark computes percentiles."""
+    return serving_metrics.percentile(values, q * 100)

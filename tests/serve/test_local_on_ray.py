@@ -73,6 +73,7 @@ def ray_chatstack(log_dir: Path) -> Iterator[RayChatstack]:
     backends = data_dir / "backends.yaml"
     entry = {
         "name": "local",
+        "kind": "embedded",
         "base_url": f"http://127.0.0.1:{engine_port}/v1",
         "model": MODEL.served_name,
         "tool_mode": "native",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from backends.processes import start_child_blocking, stop_group_blocking
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
@@ -49,14 +51,10 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """`sig` to the server's process group, then SIGKILL to the group after `timeout`."""
         if self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+            return  # already stopped: its group id may belong to another process by now
+        stop_group_blocking(self.process, [(sig, timeout)])
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -74,7 +72,8 @@ def start_process(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("ab")
     full_env = {**os.environ, **env}
-    process = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    # In a process group of its own that dies with the tests, so an interrupted run leaves no server.
+    process = start_child_blocking(args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     server = ServerProcess(process, base_url, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,3 +139,15 @@ def chromium(executable: Path = CHROMIUM) -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def users_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `chatstack users` command, run against the database `env` names."""
+    return subprocess.run(
+        [str(BIN / "chatstack"), "users", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

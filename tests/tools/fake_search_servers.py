@@ -1,4 +1,5 @@
-"""In-process HTTP servers that speak like DuckDuckGo's HTML endpoint and SearxNG's JSON API.
+"""In-process HTTP servers that speak like DuckDuckGo's HTML endpoint and SearxNG's JSON API (the
+latter is `tests/support/search_servers.searxng_app`, with scripted failures).
 
 They bind 127.0.0.1 on a free port; nothing in the tool tests reaches the internet.
 """
@@ -7,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from tests.support.processes import free_port
+from tests.support.search_servers import SearchResult, searxng_app
 
 
 @dataclass
@@ -117,24 +119,16 @@ async def fake_searxng(
 ) -> AsyncIterator[FakeSearchServer]:
     """Serves GET /search?q=...&format=json like a SearxNG instance with the json format enabled."""
 
-    async def handle(request: web.Request) -> web.Response:
-        state.queries.append(request.query.get("q", ""))
-        if request.query.get("format") != "json":
-            return web.Response(status=403, text="Forbidden")
+    async def answer(query: str) -> list[SearchResult] | web.Response:
+        state.queries.append(query)
         scripted = await state._scripted()
         if scripted is not None:
             return scripted
         if raw_body is not None:
             return web.Response(text=raw_body, content_type="application/json")
-        results = [
-            {"title": h.title, "url": h.url, "content": h.snippet, "engine": "fake"} for h in state.hits
-        ]
-        body = {"query": request.query.get("q", ""), "number_of_results": len(results), "results": results}
-        return web.Response(text=json.dumps(body), content_type="application/json")
+        return [{"title": h.title, "url": h.url, "content": h.snippet, "engine": "fake"} for h in state.hits]
 
-    app = web.Application()
-    app.router.add_get("/search", handle)
-    async with _serve(app) as base:
+    async with _serve(searxng_app(answer)) as base:
         state.base_url = base
         try:
             yield state
@@ -144,7 +138,4 @@ async def fake_searxng(
 
 def unused_port() -> int:
     """A port with nothing listening on it (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_port()

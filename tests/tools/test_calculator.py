@@ -172,13 +172,12 @@ def test_nan_constant() -> None:
         ("exp(-1000)", "underflows to zero"),
         ("(-8) ** (1/3)", "complex"),
         ("pow(-8, 0.5)", "complex"),
-        ("2 ^ 3", "use ** for powers"),
         ("2 & 3", "not supported"),
         ("2 << 3", "not supported"),
         ("~2", "unsupported syntax"),
         ("not 1", "unsupported syntax"),
-        ("1,000", "thousands separators"),
-        ("1,000,000 + 1", "thousands separators"),
+        ("1,5", "write a decimal with a dot (1.5, not 1,5)"),
+        ("1, 000", "commas only separate function arguments"),
         ("x + 1", "unknown name 'x'"),
         ("sqrt", "is a function"),
         ("foo(1)", "unknown function 'foo'"),
@@ -204,7 +203,7 @@ def test_nan_constant() -> None:
         ("[1, 2]", "lists"),
         ("{1: 2}", "dicts"),
         ("{1}", "sets"),
-        ("(1, 2)", "commas are only allowed"),
+        ("(1, 2)", "commas only separate function arguments"),
         ("[x for x in (1,)]", "comprehensions"),
         ("(x := 1)", "assignment expressions"),
         ("a[0]", "subscripts"),
@@ -382,17 +381,18 @@ async def test_tool_evaluation_error_is_an_output() -> None:
     assert "division by zero" in output.content
 
 
-async def test_a_caret_error_spells_out_the_corrected_call() -> None:
+async def test_a_caret_is_a_power() -> None:
     output = await Calculator().run({"expression": "2^20"})
-    assert output.error is not None
-    assert output.content.endswith("call the calculator again with '2**20'")
-    assert (await Calculator().run({"expression": "2**20"})).content == "1048576"
+    assert output.error is None
+    assert output.content == "1048576"
 
 
 def test_tool_metadata() -> None:
     tool = Calculator()
     assert tool.name == "calculator"
     assert "**" in tool.description
+    assert "^ for powers" in tool.description
+    assert len(tool.description) < 600  # short: small models copy from it
     assert tool.parameters["required"] == ["expression"]
     assert tool.parameters["properties"]["expression"]["type"] == "string"
 
@@ -487,3 +487,86 @@ def test_power_towers_and_friends_are_bounded(text: str) -> None:
         if isinstance(result, int):
             assert result.bit_length() <= MAX_INT_BITS
     assert time.perf_counter() - start < FAST_S
+
+
+# --- the forms people write (issue 14) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("2^10", 1024),
+        ("2 ^ 0.5", math.sqrt(2)),
+        ("-2^2", -4),  # as in mathematics and as with **
+        ("2^3^2", 512),  # right-associative
+        ("2^-1", 0.5),
+        ("15%", 0.15),
+        ("15% of 2340", 351.0),
+        ("15 % of 2340", 351.0),
+        ("12.5% of 80", 10.0),
+        ("15% of 2340 + 10", 361.0),  # "of" binds like *
+        ("15 percent of 200", 30.0),
+        ("50% * 4", 2.0),
+        ("(15%) * 2", 0.3),
+        ("10% + 5", 5.1),
+        ("max(10%, 5%)", 0.1),
+        ("200 - 15% of 40", 194.0),
+        ("7 % 3", 1),  # still the remainder
+        ("7%3", 1),
+        ("-7 % 3", 2),
+        ("7 % (3)", 1),
+        ("7 % -3", -2),
+        ("3×4", 12),
+        ("3 · 4", 12),
+        ("3 x 4", 12),
+        ("12÷4", 3.0),
+        ("5 – 3", 2),  # en dash
+        ("5²", 25),
+        ("2³", 8),
+        ("√16", 4.0),
+        ("√(9 + 16)", 5.0),
+        ("1,234,567", 1234567),
+        ("1,234,567 + 1", 1234568),
+        ("1,000 * 3", 3000),
+        ("(1,000 + 1) * 2", 2002),  # grouping parentheses are not a call
+        ("1,234.5 * 2", 2469.0),
+        ("$1,234 * 3", 3702),
+        ("2,340 × 15%", 351.0),
+        ("max(1,2)", 2),  # inside a call, commas separate arguments
+        ("max(1,234)", 234),
+        ("min(1,234, 5)", 1),
+        ("round(2.567, 2)", 2.57),
+        ("log(1024, 2)", 10.0),
+        ("0x10 + 1", 17),
+        ("2 ** 3", 8),
+    ],
+)
+def test_forms_people_write(expression: str, expected: float) -> None:
+    assert evaluate(expression) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("expression", "advice"),
+    [
+        ("200 + 15%", "write 200 * (1 + 15/100) to add 15% of 200, or 200 + 15/100 to add 15/100"),
+        ("80 - 12.5%", "write 80 * (1 - 12.5/100) to subtract 12.5% of 80, or 80 - 12.5/100"),
+        ("(100 + 50) - 10%", "write (100 + 50) * (1 - 10/100)"),
+        ("max(1,000)", "write 1000 for one number, or 1, 0 for separate arguments"),
+        ("sqrt(1,234,567)", "write it without them: 1234567"),
+        ("1,5", "(1.5, not 1,5)"),
+        ("x + 1", "write the number itself"),
+        ("2 << 3", "write x * 2**n instead of x << n"),
+    ],
+)
+def test_refusals_say_how_to_write_it(expression: str, advice: str) -> None:
+    with pytest.raises(CalculatorError) as excinfo:
+        evaluate(expression)
+    assert advice in str(excinfo.value)
+
+
+async def test_the_tool_accepts_the_forms_and_relays_the_advice() -> None:
+    calculator = Calculator()
+    assert (await calculator.run({"expression": "15% of 2,340"})).content == "351"
+    refused = await calculator.run({"expression": "200 + 15%"})
+    assert refused.error is not None
+    assert "200 * (1 + 15/100)" in refused.content

@@ -3,106 +3,51 @@ SearxNG-compatible search server, and headless Chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from tests.support.processes import CHROMIUM, chromium, free_port
+from tests.support.processes import CHROMIUM, chromium, free_port, start_process, start_python_server
+from tests.support.search_servers import SearchResult, searxng_app, serve_on_thread
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output" / "ui"
+LOGS = OUTPUT / "logs"
 CHATSTACK = str(Path(sys.executable).with_name("chatstack"))
 COLD_START_S = 6.0
+RATE_LIMIT_PER_MINUTE = 6
+"""Of `limited_stack`: a refill of one request every 10 s, so a test's requests do not refill it."""
 SLOW_SEARCH_S = 3.0
 """Searches whose query contains "slow" take this long, so a test can see the step while it runs."""
 
 
-class _SearchHandler(BaseHTTPRequestHandler):
-    """GET /search?q=...&format=json, answered like SearxNG's JSON API."""
-
-    def do_GET(self) -> None:
-        query = parse_qs(urlsplit(self.path).query).get("q", [""])[0]
-        if "slow" in query:
-            time.sleep(SLOW_SEARCH_S)
-        slug = "-".join(query.split()) or "empty"
-        body = json.dumps(
-            {
-                "results": [
-                    {
-                        "title": f"Guide to {query}",
-                        "url": f"https://docs.example.com/{slug}",
-                        "content": f"Everything about {query}.",
-                    },
-                    {"title": "Second source", "url": "https://example.org/notes", "content": "More notes."},
-                ]
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+async def _search_answer(query: str) -> list[SearchResult]:
+    if "slow" in query:
+        await asyncio.sleep(SLOW_SEARCH_S)
+    slug = "-".join(query.split()) or "empty"
+    return [
+        {
+            "title": f"Guide to {query}",
+            "url": f"https://docs.example.com/{slug}",
+            "content": f"Everything about {query}.",
+        },
+        {"title": "Second source", "url": "https://example.org/notes", "content": "More notes."},
+    ]
 
 
 @pytest.fixture(scope="session")
 def search_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _SearchHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def _start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited early ({process.returncode}); see {log}")
-        try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout_s} s; see {log}")
+    with serve_on_thread(searxng_app(_search_answer)) as url:
+        yield url
 
 
 @dataclass(frozen=True)
@@ -131,30 +76,20 @@ class Stack:
 @pytest.fixture(scope="session")
 def scripted_backend() -> Iterator[str]:
     """The scripted OpenAI-compatible backend (see backends/scripted/script.py), shared by the apps."""
-    log = OUTPUT / "logs" / "scripted-backend.log"
-    port = free_port()
-    backend = _start(
-        [sys.executable, "-m", "backends.scripted.server", "--port", str(port), "--token-delay-ms", "5"], log
+    backend = start_python_server(
+        "backends.scripted.server", ["--token-delay-ms", "5"], LOGS, "scripted-backend"
     )
-    try:
-        _wait_until_ready(f"http://127.0.0.1:{port}/health", backend, log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _stop(backend)
+    yield backend.url
+    backend.stop()
 
 
 @pytest.fixture(scope="session")
 def serverless_backend() -> Iterator[str]:
     """A scripted backend that scales to zero: its replica takes `COLD_START_S` to start."""
-    log = OUTPUT / "logs" / "serverless-backend.log"
-    port = free_port()
-    args = ["--port", str(port), "--token-delay-ms", "5", "--cold-start-s", str(COLD_START_S)]
-    backend = _start([sys.executable, "-m", "backends.scripted.server", *args], log)
-    try:
-        _wait_until_ready(f"http://127.0.0.1:{port}/health", backend, log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _stop(backend)
+    args = ["--token-delay-ms", "5", "--cold-start-s", str(COLD_START_S)]
+    backend = start_python_server("backends.scripted.server", args, LOGS, "serverless-backend")
+    yield backend.url
+    backend.stop()
 
 
 def _serve(workdir: Path, name: str, backends_yaml: str, search_url: str, **env: str) -> Iterator[Stack]:
@@ -173,14 +108,18 @@ def _serve(workdir: Path, name: str, backends_yaml: str, search_url: str, **env:
         **env,
     }
     port = free_port()
-    log = OUTPUT / "logs" / f"{name}.log"
-    app = _start([CHATSTACK, "serve", "--port", str(port)], log, app_env)
+    url = f"http://127.0.0.1:{port}"
+    app = start_process(
+        [CHATSTACK, "serve", "--port", str(port)],
+        health_url=f"{url}/healthz",
+        base_url=url,
+        env=app_env,
+        log_path=LOGS / f"{name}.log",
+    )
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_ready(f"{url}/healthz", app, log)
         yield Stack(url, app_env)
     finally:
-        _stop(app)
+        app.stop()
 
 
 @pytest.fixture(scope="session")
@@ -222,8 +161,9 @@ def auth_stack(
         f'  - {{name: scripted-fast, base_url: "{scripted_backend}", model: scripted, tool_mode: native,'
         " role: throughput}\n"
     )
+    workdir = tmp_path_factory.mktemp("ui-auth-stack")
     yield from _serve(
-        tmp_path_factory.mktemp("ui-auth-stack"),
+        workdir,
         "app-auth",
         backends,
         search_server,
@@ -231,6 +171,25 @@ def auth_stack(
         CHATSTACK_AUTH="on",
         # Keys are checked on every request, so a revoked key stops working at once.
         CHATSTACK_AUTH_CACHE_S="0",
+        # Where Gradio stores uploads, for tests to look.
+        GRADIO_TEMP_DIR=str(workdir / "gradio"),
+    )
+
+
+@pytest.fixture(scope="session")
+def limited_stack(
+    tmp_path_factory: pytest.TempPathFactory, search_server: str, scripted_backend: str
+) -> Iterator[Stack]:
+    """The app with API keys required and a rate limit small enough to reach in a test."""
+    backends = f'backends:\n  - {{name: scripted, base_url: "{scripted_backend}", model: scripted}}\n'
+    yield from _serve(
+        tmp_path_factory.mktemp("ui-limited-stack"),
+        "app-limited",
+        backends,
+        search_server,
+        CHATSTACK_DEFAULT_BACKEND="scripted",
+        CHATSTACK_AUTH="on",
+        CHATSTACK_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE),
     )
 
 

@@ -269,3 +269,17 @@ def test_phone_width(browser: Any, stack: Stack) -> None:
         expect(page.locator("#cs-title textarea")).to_have_value("New chat")
     finally:
         context.close()
+
+
+def test_copy_gives_the_answer_as_it_reads(page: Any, stack: Stack) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.url)
+    open_app(page, stack)
+    send(page, "calc: 6*7")
+    answer = last_answer(page)
+    expect(answer.locator(".cs-timing")).to_contain_text("1 tool call", timeout=LONG)
+    answer.locator(".cs-copy-answer").click()
+    expect(answer.locator(".cs-copy-answer")).to_have_text("Copied")
+    # The text, without the tool step, the footer or any markup.
+    assert page.evaluate("navigator.clipboard.readText()") == "The result is 42."
+    # The Chatbot's own copy button, which would copy the HTML, is not offered.
+    expect(page.locator('#cs-chat button[aria-label="Copy message"]')).to_have_count(0)

@@ -1,7 +1,8 @@
 """Signing in with API keys, end to end: real Chromium against the app with `CHATSTACK_AUTH=on`.
 
 Users and keys are made with `chatstack users create`, as an operator would. The app's backends
-file names a `tools` and a `throughput` backend, so `auto` is offered too.
+file names a `tools` and a `throughput` backend, so `auto` is offered too. Signed in, the browser
+holds the key only in an HttpOnly cookie, out of reach of the page's scripts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from app.ui_guard import COOKIE
 from tests.ui.conftest import Stack, screenshot
 from tests.ui.pages import (
     LONG,
@@ -24,8 +26,6 @@ from tests.ui.pages import (
 )
 
 pytestmark = pytest.mark.slow
-
-KEY_STORAGE = "chatstack.apiKey"
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,14 @@ def tab(browser: Any) -> Iterator[Any]:
 
 
 def stored_key(page: Any) -> str | None:
-    key: str | None = page.evaluate(f"window.localStorage.getItem('{KEY_STORAGE}')")
-    return key
+    """The key the browser keeps for the page, after checking that no script of the page can read it."""
+    assert page.evaluate("Object.keys(window.localStorage).filter(k => k.includes('Key'))") == []
+    assert COOKIE not in page.evaluate("document.cookie")
+    cookies = [c for c in page.context.cookies() if c["name"] == COOKIE]
+    for cookie in cookies:
+        assert cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Strict"
+    return str(cookies[0]["value"]) if cookies else None
 
 
 def test_sign_in_survives_a_reload_and_sign_out_forgets_the_key(
@@ -177,7 +183,7 @@ def test_auto_names_the_backends_that_answered_and_exports_with_the_key(
     )
     expect(tab.locator("#cs-backend input")).to_have_value(re.compile(r"^auto \("))
 
-    # Export links cannot carry the key themselves; the page fetches the file with it.
+    # Export links cannot carry the key themselves; the session cookie opens them.
     with tab.expect_download() as download:
         tab.get_by_role("link", name="Markdown").click()
     assert download.value.suggested_filename.endswith(".md")
@@ -206,3 +212,28 @@ def test_sign_in_on_a_phone_then_the_chat_has_the_screen(browser: Any, auth_stac
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+
+
+def test_the_token_budget_left_shows_and_a_refused_message_says_why(tab: Any, auth_stack: Stack) -> None:
+    name = "erin"
+    key = auth_stack.create_user(name)
+    auth_stack.chatstack("users", "set-budget", name, "1")
+    sign_in(tab, auth_stack, key)
+    budget = tab.locator("#cs-budget")
+    expect(budget).to_contain_text("Tokens left today", timeout=LONG)
+    expect(budget.locator("strong")).to_have_text("1")
+    send(tab, "a question that uses the whole budget")
+    expect(last_answer(tab).locator(".cs-timing")).to_be_visible(timeout=LONG)
+    # Read again after the answer: all used.
+    expect(budget.locator("strong")).to_have_text("0", timeout=LONG)
+    expect(budget.locator(".cs-budget-empty")).to_have_count(1)
+
+    send(tab, "one more")
+    expect(tab.get_by_text("Not sent: your token budget is used up")).to_be_visible(timeout=LONG)
+    expect(tab.locator("#cs-input textarea")).to_have_value("one more")
+    screenshot(tab, "27-budget-used-up")
+    with auth_stack.api(key) as api:
+        usage = api.get("/api/usage").json()
+    assert usage["budget"] == 1
+    assert usage["remaining"] == 0
+    expect(budget).to_contain_text(f"of 1 · resets at {usage['resets_at'][11:16]} UTC")

@@ -12,7 +12,6 @@ from starlette.routing import Mount
 
 from app.main import create_app
 from app.settings import Settings
-from ui.mount import api_base_url
 
 
 @pytest.mark.parametrize(
@@ -26,7 +25,7 @@ from ui.mount import api_base_url
     ],
 )
 def test_the_ui_calls_the_api_on_its_own_port(host: str, expected: str) -> None:
-    assert api_base_url(Settings(host=host, port=8123)) == expected
+    assert Settings(host=host, port=8123).internal_api_url() == expected
 
 
 def settings(tmp_path: Path, auth: Literal["on", "off"] = "off") -> Settings:
@@ -94,3 +93,20 @@ def test_with_api_keys_the_page_waits_for_a_key(tmp_path: Path) -> None:
     assert props["cs-sign-in"]["visible"] is False
     assert props["cs-account-row"]["visible"] is True
     assert props["cs-key"]["type"] == "password"
+
+
+def test_the_page_loads_no_remote_image_and_submits_no_form(client: TestClient) -> None:
+    # The browser's own second line behind ui/markdown.py: whatever an answer manages to put on the
+    # page, no image (from a tag or from CSS) is fetched from another host, and no form is sent.
+    policy = client.get("/").headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["img-src"] == "'self' data: blob:"
+    assert directives["form-action"] == "'none'"
+    assert directives["frame-src"] == "'none'"
+    assert directives["base-uri"] == "'self'"
+
+
+def test_without_api_keys_the_ui_is_open_as_before(client: TestClient) -> None:
+    # No guard and no session routes with authentication off.
+    assert client.get("/gradio_api/queue/status").status_code == 200
+    assert client.get("/ui/session").status_code == 404

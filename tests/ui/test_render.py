@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.ui.test_markdown import assert_inert
 from ui.api_models import Message, Run, RunEvent, Source, ToolCall
 from ui.conversation_view import conversation_items
+from ui.markdown import markdown_html
 from ui.render import (
     THINKING,
     RunView,
@@ -31,6 +33,11 @@ def text_of(item: Any) -> str:
 
 def texts(items: list[Any]) -> list[str]:
     return [text_of(i) for i in items]
+
+
+def shown(markdown: str) -> str:
+    """How untrusted Markdown reaches the Chatbot: rendered inert (see tests/ui/test_markdown.py)."""
+    return markdown_html(markdown)
 
 
 def run_with_search() -> list[RunEvent]:
@@ -79,14 +86,14 @@ class TestLiveRun:
         view.apply(event(3, "backend.ready", backend="qwen-<serverless>", waited_ms=41_000))
         assert texts(view.messages()) == [THINKING]
         view.apply(event(4, "message.delta", text="Hi"))
-        assert texts(view.messages()) == ["Hi"]
+        assert texts(view.messages()) == [shown("Hi")]
 
     def test_deltas_accumulate_into_one_message(self) -> None:
         view = RunView()
         for i, text in enumerate(["Hel", "lo", " there"], 1):
             view.apply(event(i, "message.delta", text=text))
         items = view.messages()
-        assert texts(items) == ["Hello there"]
+        assert texts(items) == [shown("Hello there")]
         assert items[0]["role"] == "assistant"
         assert "metadata" not in items[0]
 
@@ -105,7 +112,8 @@ class TestLiveRun:
         assert done["metadata"]["title"] == "Searched the web: gradio 6"
         assert done["metadata"]["status"] == "done"
         assert done["metadata"]["duration"] == 1.2345
-        assert "[Gradio docs](https://www.gradio.app/docs)" in text_of(done)
+        assert '<a href="https://www.gradio.app/docs" target="_blank"' in text_of(done)
+        assert ">Gradio docs</a>" in text_of(done)
         # The model is working again after the tool: say so.
         assert texts(items)[-1] == THINKING
 
@@ -115,15 +123,33 @@ class TestLiveRun:
             view.apply(e)
         assert view.finished
         items = texts(view.messages())
-        assert items[1] == "Gradio 6 is out."
+        assert items[1] == shown("Gradio 6 is out.")
         assert "first token 420 ms · total 2.3 s · 1 tool call" in items[-1]
         assert "cs-badge" not in items[-1]
+
+    def test_a_streamed_answer_only_adds_to_its_settled_part_and_ends_as_one(self) -> None:
+        # Gradio sends an update that only appends to a text as the appended text: the settled blocks
+        # go out once, and each update carries only the block being written.
+        answer = "First paragraph.\n\n- a\n- b\n\nLast one, still being written"
+        view = RunView()
+        settled = ""
+        for seq, start in enumerate(range(0, len(answer), 4), 1):
+            view.apply(event(seq, "message.delta", text=answer[start : start + 4]))
+            parts = [part["text"] for part in view.messages()[0]["content"]]
+            if len(parts) == 2:
+                assert parts[0].startswith(settled)
+                settled = parts[0]
+                assert parts[1].startswith('<div class="cs-last-block">')
+        assert settled == shown("First paragraph.\n\n- a\n- b")
+        view.apply(event(99, "message.completed", content=answer, status="complete"))
+        assert texts(view.messages())[0] == shown(answer)
+        assert len(view.messages()[0]["content"]) == 1
 
     def test_completed_message_replaces_streamed_text(self) -> None:
         view = RunView()
         view.apply(event(1, "message.delta", text="partial"))
         view.apply(event(2, "message.completed", content="the whole answer", status="complete"))
-        assert texts(view.messages()) == ["the whole answer", THINKING]
+        assert texts(view.messages()) == [shown("the whole answer"), THINKING]
 
     def test_stopped_answer_keeps_text_and_is_marked(self) -> None:
         view = RunView()
@@ -131,7 +157,7 @@ class TestLiveRun:
         view.apply(event(2, "message.completed", content="half an", status="cancelled", tool_calls=[]))
         view.apply(event(3, "run.finished", status="cancelled", timings={"ttft_ms": 5, "total_ms": 900}))
         items = texts(view.messages())
-        assert items[0] == "half an"
+        assert items[0] == shown("half an")
         assert ">Stopped<" in items[-1]
 
     def test_stopped_before_any_text(self) -> None:
@@ -150,7 +176,7 @@ class TestLiveRun:
         view.apply(event(2, "run.finished", status="failed", timings={"total_ms": 9, "tool_calls": 0}))
         notice, footer = texts(view.messages())
         assert "The model backend is not reachable" in notice
-        assert "The backend 'x' is not reachable\\." in notice
+        assert "The backend 'x' is not reachable." in notice
         assert "Pick another backend" in notice
         assert ">Failed<" in footer
 
@@ -165,7 +191,7 @@ class TestLiveRun:
         view.apply(event(1, "message.delta", text="so far"))
         view.lose_connection("connection refused")
         items = texts(view.messages())
-        assert items[0] == "so far"
+        assert items[0] == shown("so far")
         assert "Lost the connection" in items[1]
         assert not view.finished
 
@@ -254,11 +280,11 @@ class TestHistory:
     def test_a_stored_turn_matches_the_live_view(self) -> None:
         items = conversation_items(self.stored_search_turn(), [self.run()], live_run_id=None)
         assert items[0]["role"] == "user"
-        assert text_of(items[0]) == "what is new?"
+        assert text_of(items[0]) == shown("what is new?")
         assert items[1]["metadata"]["title"] == "Searched the web: news"
         assert items[1]["metadata"]["status"] == "done"
-        assert "[News](https://news.example.com)" in text_of(items[1])
-        assert text_of(items[2]) == "Here is the news."
+        assert '<a href="https://news.example.com" target="_blank"' in text_of(items[1])
+        assert text_of(items[2]) == shown("Here is the news.")
         assert "first token 100 ms · total 1.5 s · 1 tool call" in text_of(items[3])
 
     def test_a_reopened_tool_step_shows_its_stored_duration(self) -> None:
@@ -320,20 +346,20 @@ class TestHistory:
 
     def test_the_live_run_is_left_to_its_stream(self) -> None:
         items = conversation_items(self.stored_search_turn(), [], live_run_id="r1")
-        assert texts(items) == ["what is new?"]
+        assert texts(items) == [shown("what is new?")]
 
     def test_failed_run_without_text_shows_its_error(self) -> None:
         messages = [self.message(1, "user", "hi")]
         run = self.run(status="failed", error_code="backend_timeout", error_message="Too slow.", tool_calls=0)
         items = texts(conversation_items(messages, [run], None))
-        assert items[0] == "hi"
+        assert items[0] == shown("hi")
         assert "took too long" in items[1]
         assert ">Failed<" in items[2]
 
     def test_stopped_answer_from_history(self) -> None:
         messages = [self.message(1, "user", "go"), self.message(2, "assistant", "par", status="cancelled")]
         items = texts(conversation_items(messages, [self.run(status="cancelled")], None))
-        assert items[1] == "par"
+        assert items[1] == shown("par")
         assert ">Stopped<" in items[2]
 
     def test_turns_keep_their_order(self) -> None:
@@ -344,7 +370,7 @@ class TestHistory:
             self.message(4, "assistant", "second", run="b"),
         ]
         items = texts(conversation_items(messages, [], None))
-        assert items == ["one", "first", "two", "second"]
+        assert items == [shown(t) for t in ("one", "first", "two", "second")]
 
     def test_a_regenerated_answer_replaces_the_first_without_its_timings(self) -> None:
         # The question keeps the first run's id; the new answer is another run's.
@@ -354,7 +380,7 @@ class TestHistory:
         ]
         runs = [self.run(id="a", total_ms=111.0), self.run(id="b", total_ms=222.0)]
         items = texts(conversation_items(messages, runs, None))
-        assert items[:2] == ["again?", "second"]
+        assert items[:2] == [shown("again?"), shown("second")]
         assert len(items) == 3
         assert "total 222 ms" in items[2]
 
@@ -365,7 +391,7 @@ class TestHistory:
             self.message(3, "user", "two", run="b"),
         ]
         runs = [self.run(id="a"), self.run(id="b"), self.run(id="c", status="running")]
-        assert texts(conversation_items(messages, runs, live_run_id="c"))[3:] == ["two"]
+        assert texts(conversation_items(messages, runs, live_run_id="c"))[3:] == [shown("two")]
 
 
 class TestSmallPieces:
@@ -384,3 +410,50 @@ class TestSmallPieces:
         assert safe_url("https://e.com/x?q=(1)") == "https://e.com/x?q=%281%29"
         assert safe_url("javascript:alert(1)") is None
         assert safe_url("https://") is None
+
+
+class TestUntrustedText:
+    """Model, tool, search and user text reaches the Chatbot only rendered inert (see test_markdown.py)."""
+
+    def test_a_streamed_answer_with_html_draws_no_elements(self) -> None:
+        view = RunView()
+        answer = 'Log in: <form action="http://evil.test"><input type=password></form> ![x](http://evil.test/a.png)'
+        for seq, start in enumerate(range(0, len(answer), 9), 1):
+            view.apply(event(seq, "message.delta", text=answer[start : start + 9]))
+            for text in texts(view.messages()):
+                assert "<form" not in text
+                assert "<input" not in text
+                assert "<img" not in text
+        (text,) = texts(view.messages())
+        assert "&lt;form action=&quot;http://evil.test&quot;&gt;" in text
+        assert 'class="cs-image-link" href="http://evil.test/a.png"' in text
+
+    def test_tool_output_sources_and_questions_are_inert(self) -> None:
+        messages = [
+            Message(id=1, role="user", content="<iframe src=http://evil.test></iframe>", run_id="r1"),
+            Message(
+                id=2,
+                role="assistant",
+                content="",
+                run_id="r1",
+                tool_calls=[ToolCall(id="t1", name="web_search", arguments='{"query": "<img src=x>"}')],
+            ),
+            Message(
+                id=3,
+                role="tool",
+                content="results",
+                run_id="r1",
+                tool_call_id="t1",
+                name="web_search",
+                sources=[
+                    Source(title="<b onclick=x>t</b>", url="https://ok.example.com", snippet="<img src=x>")
+                ],
+            ),
+            Message(id=4, role="assistant", content='<div style="position:fixed">x</div>', run_id="r1"),
+        ]
+        items = conversation_items(messages, [], None)
+        question, step, answer = (text_of(i) for i in items[:3])
+        for text in (question, step, answer):
+            assert_inert(text)
+        assert "&lt;iframe" in question
+        assert 'rel="noopener noreferrer nofollow"' in step

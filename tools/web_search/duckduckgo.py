@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ddgs.engines.duckduckgo import Duckduckgo
@@ -56,10 +57,15 @@ class _Engine(Duckduckgo):
 class DuckDuckGoProvider:
     """Searches DuckDuckGo's no-JavaScript HTML page (no API key needed).
 
-    The `ddgs` client is blocking, so each search runs in a worker thread, bounded both by the HTTP
-    client's own timeout and by an overall `asyncio.wait_for`. A fresh engine is made per search
-    (about a millisecond) so that concurrent searches share no client state across threads.
+    The `ddgs` client is blocking (and parses the page with lxml), so each search runs in a worker
+    thread, bounded both by the HTTP client's own timeout and by an overall `asyncio.wait_for`. The
+    threads are this provider's own (at most MAX_THREADS): a search abandoned on timeout keeps its
+    thread until the client's timeout, and in the loop's default executor it would take a thread
+    that DNS lookups (`getaddrinfo`) of every other connection wait for. A fresh engine is made per
+    search (about a millisecond) so that concurrent searches share no client state across threads.
     """
+
+    MAX_THREADS = 4
 
     def __init__(
         self,
@@ -73,6 +79,8 @@ class DuckDuckGoProvider:
         self._search_url = search_url or DEFAULT_DUCKDUCKGO_URL
         self._timeout_s = timeout_s
         self._region = region
+        # Threads start on first use and are reused; idle ones cost nothing but their stacks.
+        self._threads = ThreadPoolExecutor(self.MAX_THREADS, thread_name_prefix="duckduckgo")
 
     @property
     def name(self) -> str:
@@ -87,9 +95,10 @@ class DuckDuckGoProvider:
         """Search DuckDuckGo; raises SearchRateLimited, SearchUnavailable or SearchError."""
         try:
             # A little slack over the client timeout, so the client's own (more precise) error wins.
-            return await asyncio.wait_for(
-                asyncio.to_thread(self._search_blocking, query, max_results), timeout=self._timeout_s + 1.0
+            search = asyncio.get_running_loop().run_in_executor(
+                self._threads, self._search_blocking, query, max_results
             )
+            return await asyncio.wait_for(search, timeout=self._timeout_s + 1.0)
         except TimeoutError:
             raise SearchUnavailable(f"no answer within {self._timeout_s:g} s") from None
 

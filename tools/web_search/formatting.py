@@ -44,6 +44,8 @@ PREAMBLE = (
 # "＜search results". Only the bracket is replaced, so the text stays readable.
 _DELIMITER_LIKE = re.compile(r"[<＜﹤](?=\s*[/／]?\s*search[\s_-]*results)", re.IGNORECASE)
 _ELLIPSIS = "…"
+_RAW_CHARS_PER_LIMIT = 4
+"""Raw characters looked at per character kept: room for spacing and control characters to go."""
 
 
 def _strip_control(text: str) -> str:
@@ -62,6 +64,9 @@ def _truncate(text: str, limit: int) -> str:
 
 def clean_text(text: str, limit: int) -> str:
     """Untrusted text made safe to place inside the results block, at most `limit` characters."""
+    # Cleaning is a Python loop over every character, on the event loop: cut first, so that a
+    # megabyte-long snippet costs what a short one does. Cleaning only ever shortens the text.
+    text = text[: _RAW_CHARS_PER_LIMIT * limit + 64]
     text = " ".join(_strip_control(text).split())
     return _truncate(_DELIMITER_LIKE.sub("&lt;", text), limit)
 
@@ -71,6 +76,8 @@ def clean_url(url: str) -> str | None:
 
     Other schemes (javascript:, data:, file:) are refused: the URLs become clickable sources.
     """
+    if len(url) > _RAW_CHARS_PER_LIMIT * MAX_URL_CHARS:  # before the per-character cleaning below
+        return None
     url = "".join(_strip_control(url).split())
     if len(url) > MAX_URL_CHARS:
         return None

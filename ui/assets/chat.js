@@ -1,7 +1,4 @@
 () => {
-  // Must match KEY_STORAGE in ui/layout.py, which keeps the signed-in user's API key there.
-  const KEY_STORAGE = "chatstack.apiKey";
-
   // On a phone the sidebar covers the whole screen: start with the conversation, and close the
   // list again once a conversation (or a new chat) has been picked from it. The sidebar may appear
   // only after signing in, so watch for it rather than looking once.
@@ -30,31 +27,33 @@
     }
   });
 
-  // Export links are plain links, which cannot carry the API key: with a key, fetch the file with
-  // it and hand the browser the result.
-  const filename = (response) => {
-    const match = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
-    return match ? match[1] : "conversation";
+  // An answer's Copy button (in its footer, see ui/render.py) copies the answer as it reads: the chat
+  // holds answers as HTML, which is not what anyone wants on their clipboard.
+  const copy = async (text) => {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.style.position = "absolute";
+    area.style.left = "-9999px";
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
   };
   document.addEventListener("click", async (event) => {
-    const link = event.target.closest(".cs-exports a[href]");
-    const key = window.localStorage.getItem(KEY_STORAGE);
-    if (!link || !key) {
+    const button = event.target.closest("#cs-chat .cs-copy-answer");
+    const bubble = button && button.closest(".message-row");
+    if (!bubble) {
       return;
     }
-    event.preventDefault();
-    const response = await fetch(link.href, { headers: { Authorization: `Bearer ${key}` } });
-    if (!response.ok) {
-      window.alert(`The export failed (${response.status}). Reload the page and try again.`);
-      return;
-    }
-    const url = URL.createObjectURL(await response.blob());
-    const save = document.createElement("a");
-    save.href = url;
-    save.download = filename(response);
-    document.body.appendChild(save);
-    save.click();
-    save.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    const parts = [...bubble.querySelectorAll(".message-content .md")].filter(
+      (part) => !part.closest(".thought-group") && !part.querySelector(".cs-meta, .cs-thinking"),
+    );
+    await copy(parts.map((part) => part.innerText.trim()).join("\n\n"));
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
   });
 }

@@ -11,9 +11,9 @@ from typing import Literal
 
 import aiohttp
 
-from backends.client import BackendClient
-from backends.config import AUTO_BACKEND, BackendConfig
-from backends.errors import BackendError
+from backends.client.config import AUTO_BACKEND, BackendConfig
+from backends.client.errors import BackendError, UnknownBackend
+from backends.client.http_client import BackendClient
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class BackendRegistry:
         self._clients = {c.name: BackendClient(c, session) for c in configs}
         self.health = {c.name: BackendHealth() for c in configs}
         self.default = default
+        self._checks_started = dict.fromkeys(self._clients, 0)
+        self._stored_check = dict.fromkeys(self._clients, 0)
 
     def names(self) -> list[str]:
         return list(self._clients)
@@ -54,7 +56,7 @@ class BackendRegistry:
         try:
             return self._clients[key]
         except KeyError:
-            raise BackendError(key, "unknown_backend", f"no backend named {key!r}") from None
+            raise UnknownBackend(key, f"no backend named {key!r}") from None
 
     def is_choice(self, name: str) -> bool:
         """A backend name, or `auto` when the file defines the roles it routes between."""
@@ -84,7 +86,13 @@ class BackendRegistry:
         return self._clients[name] if name else None
 
     async def check(self, name: str, timeout_s: float = 5.0) -> BackendHealth:
+        """Ask the backend for its models now and record the answer, unless a check begun later has
+        already been recorded: a poll that set out while a backend was loading must not overwrite the
+        "up" of a check made after it became ready (`EngineSupervisor`'s ready hook makes one)."""
         client = self.get(name)
+        name = client.config.name
+        self._checks_started[name] += 1
+        number = self._checks_started[name]
         started = time.perf_counter()
         health = BackendHealth(checked_at=datetime.now(UTC))
         try:
@@ -98,7 +106,9 @@ class BackendRegistry:
             health.status = "down"
             health.error = "the /models answer is not an OpenAI model list"
         health.latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        self.health[name] = health
+        if number > self._stored_check[name]:
+            self._stored_check[name] = number
+            self.health[name] = health
         return health
 
     async def check_all(self) -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ToolMode = Literal["native", "prompted", "none"]
 AnswerStep = Literal["none", "nudge", "inline"]
 BackendRole = Literal["general", "tools", "throughput"]
+BackendKind = Literal["openai", "embedded"]
 AUTO_BACKEND = "auto"
 """Not a backend but a routing choice: tool steps on the `tools` backend, answers on the `throughput` one."""
 
@@ -26,6 +27,9 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    kind: BackendKind = "openai"
+    """`openai`: a server that runs on its own. `embedded`: the embedded model, whose engine chatstack
+    starts, supervises and stops itself, listening at `base_url` under the name `model` (at most one)."""
     base_url: str
     """Up to and including `/v1`, e.g. `http://127.0.0.1:8001/v1`."""
     model: str
@@ -78,6 +82,8 @@ class BackendsFile(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate backend names: {', '.join(dupes)}")
+        if sum(b.kind == "embedded" for b in self.backends) > 1:
+            raise ValueError("at most one backend can be of kind 'embedded': there is one embedded model")
         if AUTO_BACKEND in names:
             raise ValueError(f"{AUTO_BACKEND!r} is reserved for automatic routing; pick another backend name")
         by_name = {b.name: b for b in self.backends}
