@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install engine run run-nginx bench test test-fast lint format clean
+.PHONY: install engine run run-nginx bench test test-fast lint format clean mcp-servers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,21 @@ run-nginx: install  ## chatstack behind nginx on http://127.0.0.1:8090 (needs De
 bench: install  ## A short run of every phase against the emulator profiles -> bench-results/quick/report.html
 	$(BIN)/python -m bench.quick
 
+MCP_SERVERS := tests/mcp/servers
+MCP_STAMP := $(MCP_SERVERS)/node_modules/.package-lock.json
+
+$(MCP_STAMP): $(MCP_SERVERS)/package.json $(MCP_SERVERS)/package-lock.json
+	npm ci --prefix $(MCP_SERVERS) --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
+mcp-servers: $(MCP_STAMP)  ## The published MCP servers the tests start, pinned by tests/mcp/servers/package-lock.json
+
 lint: install  ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app agent tools backends bench ui protocol
 
-test: lint engine  ## Everything CI runs: lint, types, unit and end-to-end tests (SQLite and PostgreSQL)
+test: lint engine mcp-servers  ## Everything CI runs: lint, types, unit and end-to-end tests (SQLite and PostgreSQL)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test-fast: install  ## Unit tests only, for quick iteration

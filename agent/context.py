@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from agent.approval import ApprovalPolicy
 from agent.events import EventSink
 from agent.model import ChatModel
 from backends.client.config import AnswerStep, ToolMode
@@ -33,6 +34,8 @@ class AgentContext:
     answerer: Answerer | None = None
     context_length: int | None = None
     """The backend's context window in tokens; the history is trimmed to fit it."""
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    """Which tools ask the user first, and the decisions a resumed run carries out."""
 
     def history_budget(self, system_tokens: int) -> int | None:
         """Tokens left for the conversation after the system prompt and a reserve for the answer."""

@@ -74,5 +74,15 @@ class BackendReady:
     waited_ms: float
 
 
-AgentEvent = TextDelta | AssistantTurn | ToolStarted | ToolFinished | BackendStarting | BackendReady
+@dataclass(frozen=True, slots=True)
+class ApprovalRequired:
+    """A call of an `ask` tool: the run pauses before it until the user decides (agent/approval.py)."""
+
+    call: ToolCall
+    arguments: dict[str, Any] | None
+
+
+AgentEvent = (
+    TextDelta | AssistantTurn | ToolStarted | ToolFinished | BackendStarting | BackendReady | ApprovalRequired
+)
 EventSink = Callable[[AgentEvent], Awaitable[None]]

@@ -10,7 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from agent.context import AgentContext
 from agent.messages import ChatMessage
-from agent.nodes import call_model, call_tools, route_after_model
+from agent.nodes import call_model, call_tools, route_after_model, route_after_tools, route_start
 from agent.state import AgentState, Outcome
 
 
@@ -20,9 +20,9 @@ def build_graph() -> CompiledStateGraph[AgentState, AgentContext, AgentState, Ag
     graph = StateGraph(AgentState, context_schema=AgentContext)
     graph.add_node("model", call_model)
     graph.add_node("tools", call_tools)
-    graph.add_edge(START, "model")
+    graph.add_conditional_edges(START, route_start, ["model", "tools"])
     graph.add_conditional_edges("model", route_after_model, ["tools", END])
-    graph.add_edge("tools", "model")
+    graph.add_conditional_edges("tools", route_after_tools, ["model", END])
     return graph.compile(name="chatstack-agent")
 
 
@@ -41,12 +41,19 @@ class AgentResult:
         return ""
 
 
-async def run_agent(context: AgentContext, history: list[ChatMessage]) -> AgentResult:
-    """Run the agent on `history` (ending with the user's message) until it answers or runs out of steps."""
+async def run_agent(
+    context: AgentContext, history: list[ChatMessage], *, resume: bool = False, steps: int = 0
+) -> AgentResult:
+    """Run the agent on `history` (ending with the user's message) until it answers, runs out of
+    steps, or stops before tool calls that wait for the user (outcome `awaiting_approval`).
+
+    With `resume`, continue such a run: `history` ends with the calls that waited, still unanswered,
+    `context.approvals.decisions` says what became of them, and `steps` counts the model calls the
+    run made before it paused."""
     initial: AgentState = {
         "messages": history,
-        "steps": 0,
-        "outcome": "running",
+        "steps": steps,
+        "outcome": "awaiting_approval" if resume else "running",
         "failed_rounds": 0,
         "last_round_failed": False,
     }

@@ -10,8 +10,9 @@ from langgraph.runtime import Runtime
 
 from agent import answer_step as answer_step_policy
 from agent import prompts
+from agent.approval import ApprovalDecision, declined_result, unanswered_calls
 from agent.context import AgentContext
-from agent.events import AssistantTurn, TextDelta, ToolFinished, ToolStarted, Usage
+from agent.events import ApprovalRequired, AssistantTurn, TextDelta, ToolFinished, ToolStarted, Usage
 from agent.messages import ToolCall, assistant_message, new_call_id, tool_calls_of, tool_message
 from agent.model import ChatModel, ToolCallDelta
 from agent.prompted_tools import MalformedToolCall, StreamFilter, parse_tool_calls, tools_prompt
@@ -140,14 +141,46 @@ def _merge_delta(partial: dict[int, ToolCallDelta], delta: ToolCallDelta) -> Non
 
 async def call_tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = runtime.context
-    calls = tool_calls_of(state["messages"][-1])
-    outputs = await asyncio.gather(*(_run_tool(ctx, call) for call in calls))
+    # Unanswered rather than all: a resumed run comes back here with the calls that did not wait
+    # already answered (agent/approval.py).
+    calls = unanswered_calls(state["messages"])
+    waiting = [call for call in calls if ctx.approvals.needs_asking(call)]
+    for call in waiting:
+        await ctx.emit(ApprovalRequired(call, _arguments_or_none(call)))
+    running = [call for call in calls if not ctx.approvals.needs_asking(call)]
+    outputs = await asyncio.gather(*(_decided_or_run(ctx, call) for call in running))
     failed = any(out.error is not None for out in outputs)
-    return {
-        "messages": [tool_message(call, out.content) for call, out in zip(calls, outputs, strict=True)],
+    update: dict[str, Any] = {
+        "messages": [tool_message(call, out.content) for call, out in zip(running, outputs, strict=True)],
         "last_round_failed": failed,
         "failed_rounds": state["failed_rounds"] + failed,
     }
+    # A resumed run enters with `awaiting_approval` (see route_start); it runs on unless asked again.
+    update["outcome"] = "awaiting_approval" if waiting else "running"
+    return update
+
+
+async def _decided_or_run(ctx: AgentContext, call: ToolCall) -> ToolOutput:
+    decision = ctx.approvals.decisions.get(call.id)
+    if decision is None or decision.approved:
+        return await _run_tool(ctx, call)
+    return await _declined(ctx, call, decision)
+
+
+async def _declined(ctx: AgentContext, call: ToolCall, decision: ApprovalDecision) -> ToolOutput:
+    """The step of a call the user declined: shown like any tool step, with what the model is told."""
+    await ctx.emit(ToolStarted(call, _arguments_or_none(call)))
+    reason = f"declined: {decision.reason}" if decision.reason else "declined by the user"
+    output = ToolOutput(content=declined_result(decision), error=reason)
+    await ctx.emit(ToolFinished(call, output.content, [], output.error, 0.0))
+    return output
+
+
+def _arguments_or_none(call: ToolCall) -> dict[str, Any] | None:
+    try:
+        return call.parsed_arguments()
+    except ValueError:
+        return None
 
 
 async def _run_tool(ctx: AgentContext, call: ToolCall) -> ToolOutput:
@@ -214,3 +247,13 @@ def route_after_model(state: AgentState) -> Literal["tools", "__end__"]:
     if state["outcome"] == "running" and tool_calls_of(state["messages"][-1]):
         return "tools"
     return "__end__"
+
+
+def route_after_tools(state: AgentState) -> Literal["model", "__end__"]:
+    return "__end__" if state["outcome"] == "awaiting_approval" else "model"
+
+
+def route_start(state: AgentState) -> Literal["model", "tools"]:
+    """A resumed run (`run_agent(..., resume=True)`) starts with the tool calls that waited for
+    approval; a new one with the model."""
+    return "tools" if state["outcome"] == "awaiting_approval" else "model"

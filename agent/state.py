@@ -7,7 +7,8 @@ from typing import Annotated, Literal, TypedDict
 
 from agent.messages import ChatMessage
 
-Outcome = Literal["running", "answered", "step_limit"]
+Outcome = Literal["running", "answered", "step_limit", "awaiting_approval"]
+"""`awaiting_approval`: stopped before calls that wait for the user (agent/approval.py)."""
 
 
 class AgentState(TypedDict):

@@ -11,6 +11,7 @@ from backends.client.config import BackendConfigError
 from backends.emulator.cli import emulate
 from backends.local.cli import model_app
 from bench.cli import bench_app
+from tools.tools_file import ToolsFileError
 
 cli = typer.Typer(
     no_args_is_help=True, add_completion=False, help="chatstack: a self-hosted agentic chat stack."
@@ -57,7 +58,7 @@ def serve(
     configure_logging(settings.log_level, json_logs=settings.json_logs)
     try:
         app = create_app(settings)
-    except BackendConfigError as exc:
+    except (BackendConfigError, ToolsFileError) as exc:
         typer.echo(f"chatstack: {exc}", err=True)
         raise typer.Exit(2) from exc
     config = uvicorn.Config(

@@ -13,6 +13,7 @@ import aiohttp
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.attachments.service import Attachments
 from app.auth import Authenticator, AuthUser
 from app.errors import TooManyRequests
 from app.metrics import Metrics
@@ -24,7 +25,7 @@ from app.store import Store
 from app.usage import UsageMeter
 from backends.client.registry import BackendRegistry
 from backends.local.engine import EngineSupervisor
-from tools.base import Tool
+from tools.catalog import ToolCatalog
 
 
 @dataclass(slots=True)
@@ -35,7 +36,8 @@ class Services:
     store: Store
     registry: BackendRegistry
     runs: RunManager
-    tools: dict[str, Tool]
+    tools: ToolCatalog
+    """Every tool (built-in and MCP), live: ask it per run, do not keep a copy."""
     http: aiohttp.ClientSession
     metrics: Metrics
     auth: Authenticator
@@ -66,7 +68,13 @@ async def get_usage(request: Request) -> UsageMeter:
     return (await get_services(request)).usage
 
 
+async def get_attachments(request: Request) -> Attachments:
+    attachments: Attachments = request.app.state.attachments
+    return attachments
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
+AttachmentsDep = Annotated[Attachments, Depends(get_attachments)]
 RunsDep = Annotated[RunManager, Depends(get_runs)]
 RegistryDep = Annotated[BackendRegistry, Depends(get_registry)]
 ServicesDep = Annotated[Services, Depends(get_services)]

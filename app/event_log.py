@@ -14,8 +14,11 @@ from protocol.run_events import RunEvent
 
 
 class RunEventLog:
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, start_after: int = 0) -> None:
         self.run_id = run_id
+        self.start_after = start_after
+        """Events before this one are in the database already: a run that resumes after waiting for
+        tool approvals goes on numbering after its stored events."""
         self.events: list[RunEvent] = []
         self.closed = False
         self._flushed = 0
@@ -31,7 +34,7 @@ class RunEventLog:
 
     def upcoming(self, type_: str, data: dict[str, Any]) -> RunEvent:
         """The event `append` would add next: to store it before subscribers see it."""
-        return RunEvent(len(self.events) + 1, type_, data)
+        return RunEvent(self.start_after + len(self.events) + 1, type_, data)
 
     def close(self) -> None:
         self.closed = True
@@ -47,7 +50,7 @@ class RunEventLog:
         return self.events[self._flushed :]
 
     def mark_flushed(self, upto_id: int) -> None:
-        self._flushed = max(self._flushed, upto_id)
+        self._flushed = max(self._flushed, upto_id - self.start_after)
 
     def rows(self, events: Sequence[RunEvent]) -> list[dict[str, Any]]:
         """`events` of this run as rows of the run_events table."""
@@ -55,7 +58,7 @@ class RunEventLog:
 
     async def follow(self, after: int) -> AsyncIterator[RunEvent]:
         """Events with `id > after`, then new ones as they come, until the log closes."""
-        position = max(after, 0)
+        position = max(after - self.start_after, 0)
         while True:
             while position < len(self.events):
                 yield self.events[position]

@@ -67,3 +67,12 @@ def content_disposition(conversation: Conversation, extension: str) -> str:
     name = quote(export_filename(conversation, extension), safe=_ATTR_CHARS)
     fallback = export_filename(conversation, extension, ascii_only=True)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{name}"
+
+
+def file_disposition(filename: str) -> str:
+    """`Content-Disposition: attachment` for a file of any name (an uploaded attachment's), ASCII only:
+    `filename*` in UTF-8 (RFC 5987), `filename` transliterated, without quotes or backslashes."""
+    encoded = quote(filename, safe=_ATTR_CHARS)
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    fallback = "".join(c if c.isprintable() and c not in '"\\' else "_" for c in ascii_name).strip() or "file"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

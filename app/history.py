@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from agent.messages import ChatMessage
 from app.db.models import Message
@@ -10,18 +10,23 @@ from app.db.models import Message
 UNFINISHED_TOOL_RESULT = "Error: this tool call did not finish (the answer was stopped)."
 
 
-def to_history(rows: Sequence[Message]) -> list[ChatMessage]:
+def to_history(
+    rows: Sequence[Message], waiting: Collection[str] = (), attached: Mapping[int, str] | None = None
+) -> list[ChatMessage]:
     """Rebuild the conversation for the model.
 
     Every assistant tool call is followed by a result, even when a run was stopped or the server
     died between the call and its result: backends reject a history with an unanswered tool call,
-    which would make the conversation impossible to continue.
+    which would make the conversation impossible to continue. The exception is `waiting`: the ids of
+    the calls a run paused for approval (at the end of the history), left open for it to resume.
     """
     history: list[ChatMessage] = []
     open_calls: list[tuple[str, str]] = []
 
-    def close_open_calls() -> None:
+    def close_open_calls(*, at_end: bool = False) -> None:
         for call_id, name in open_calls:
+            if at_end and call_id in waiting:
+                continue
             history.append(
                 {"role": "tool", "tool_call_id": call_id, "name": name, "content": UNFINISHED_TOOL_RESULT}
             )
@@ -52,6 +57,8 @@ def to_history(rows: Sequence[Message]) -> list[ChatMessage]:
                 )
             history.append(message)
         elif row.role in ("user", "system"):
-            history.append({"role": row.role, "content": row.content})
-    close_open_calls()
+            # `attached`: user messages as the model reads them, with the documents they reference.
+            content = (attached or {}).get(row.id, row.content) if row.role == "user" else row.content
+            history.append({"role": row.role, "content": content})
+    close_open_calls(at_end=True)
     return history

@@ -8,6 +8,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,24 +82,31 @@ class ObservabilityMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over `max_bytes` with a JSON 413 before the app reads them."""
+    """Refuses request bodies over `max_bytes` with a JSON 413 before the app reads them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `larger` raises the limit for the paths that match a pattern (file uploads), and only for them.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: Sequence[tuple[re.Pattern[str], int]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = tuple(larger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
+        limit = next((size for path, size in self.larger if path.fullmatch(scope["path"])), self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not _CONTENT_LENGTH.fullmatch(length):
                 bad = error_response("invalid_request", "Content-Length must be a number of bytes", 400)
                 await bad(scope, receive, send)
                 return
-            if int(length) > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if int(length) > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -109,8 +117,8 @@ class BodyLimitMiddleware:
             message = await receive()
             messages.append(message)
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
@@ -120,6 +128,6 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body is larger than {self.max_bytes} bytes"
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message = f"request body is larger than {limit} bytes"
         await error_response("payload_too_large", message, 413)(scope, receive, send)

@@ -6,14 +6,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
+from agent.approval import ApprovalPolicy, unanswered_calls
+from agent.context import AgentContext
 from agent.graph import run_agent
+from agent.messages import ChatMessage
 from app.agent_factory import agent_context
+from app.approvals import Resume, not_waiting, tool_policy, waited_ms
+from app.attachments.run_documents import TOOL_NAMES as DOCUMENT_TOOLS
+from app.attachments.run_documents import ConversationDocuments
+from app.db.models import Message
 from app.errors import Conflict, InvalidRequest
 from app.event_log import RunEventLog
 from app.history import to_history
@@ -28,15 +35,21 @@ from app.run_recorder import (
 )
 from app.settings import Settings
 from app.store import DATABASE_ERRORS, Store, describe_database_error
+from app.store_tree import ACTIVE_LEAF, ParentChoice
 from app.usage import UsageMeter
+from backends.client.config import BackendConfig
 from backends.client.errors import BackendError
 from backends.client.registry import BackendRegistry
 from protocol.run_events import TERMINAL_EVENT, RunEvent
 from tools.base import Tool
+from tools.catalog import ToolCatalog, offered_tools
 
 log = logging.getLogger(__name__)
 
 STORED_POLL_S = 0.2
+PAUSED_POLL_S = 0.5
+"""How often a stream of a run paused for approvals looks whether it resumed elsewhere (it may wait
+for minutes: slower than a running run's)."""
 ORPHAN_HEARTBEATS = 5
 INTERRUPTED_MESSAGE = "The server running this answer stopped before it finished."
 STORE_RETRY_FIRST_S = 0.25
@@ -80,13 +93,17 @@ class RunManager:
         self,
         store: Store,
         registry: BackendRegistry,
-        tools: Mapping[str, Tool],
+        tools: ToolCatalog,
         settings: Settings,
         metrics: Metrics,
         replicas: ReplicaRouter,
         usage: UsageMeter,
+        *,
+        documents: ConversationDocuments | None = None,
     ) -> None:
         self.usage = usage
+        self.documents = documents
+        """The conversations' attachments, for the runs (documents in messages, `search_documents`)."""
         self.metrics = metrics
         self.replicas = replicas
         self.me = replicas.me
@@ -108,10 +125,21 @@ class RunManager:
         return len(self._active)
 
     async def start(
-        self, conversation_id: str, user_id: str, content: str | None, backend: str | None
+        self,
+        conversation_id: str,
+        user_id: str,
+        content: str | None,
+        backend: str | None,
+        parent_id: ParentChoice = ACTIVE_LEAF,
+        *,
+        allow_ask: bool = True,
+        attachment_ids: Sequence[str] = (),
     ) -> tuple[str, int, str]:
-        """Store the user's message and start answering it (with `content` None: answer the last
-        question again, replacing its answer). Returns (run id, user message id, backend)."""
+        """Store the user's message after `parent_id` (default: the active leaf) and start answering it
+        (with `content` None: answer the active path's last question again, beside its previous answer).
+        The run's messages follow it, each becoming the active leaf. With `allow_ask` False (a caller
+        that cannot ask its user, like `/mcp`) tools that need approval are not offered.
+        Returns (run id, user message id, backend)."""
         conversation = await self.store.get_conversation(conversation_id, user_id)
         require_backend_choice(self.registry, backend)
         await self.usage.check(user_id)
@@ -127,7 +155,12 @@ class RunManager:
             content,
             max_running=self.settings.max_concurrent_runs,
             owner=self.me,
+            parent_id=parent_id,
+            attachment_ids=attachment_ids,
         )
+        # The conversation's tools as of now: MCP servers come and go, so each run asks the catalog.
+        offered = offered_tools(self.tools, conversation.tools, allow_ask=allow_ask)
+        tools = {name: entry.tool for name, entry in offered.items()}
         event_log = RunEventLog(run.id)
         recorder = RunRecorder(
             self.store,
@@ -136,11 +169,12 @@ class RunManager:
             conversation_id=conversation_id,
             backend=choice,
             metrics=self.metrics,
-            known_tools=frozenset(self.tools),
+            known_tools=frozenset(tools) | DOCUMENT_TOOLS,
+            tool_servers={name: entry.server for name, entry in offered.items()},
             on_usage=self.usage.sink(user_id),
         )
         recorder.started_event()
-        task = asyncio.create_task(self._execute(recorder), name=f"run-{run.id}")
+        task = asyncio.create_task(self._execute(recorder, tools), name=f"run-{run.id}")
         task.add_done_callback(_report_crash)
         self._active[run.id] = ActiveRun(task, event_log, recorder)
         return run.id, message.id, choice
@@ -159,17 +193,27 @@ class RunManager:
                 headers={"Retry-After": "2"},
             )
 
-    async def _execute(self, recorder: RunRecorder) -> None:
+    async def _execute(
+        self, recorder: RunRecorder, tools: Mapping[str, Tool], resume: Resume | None = None
+    ) -> None:
         run_id_var.set(recorder.run_id)  # this task's own context: every log line of the run carries it
         try:
             client, answerer = self.registry.route(recorder.backend)
             try:
-                stored = await self.store.messages(recorder.conversation_id)
+                stored, _ = await self.store.active_path(recorder.conversation_id)
+                attached, tools = await self._documents(
+                    recorder.conversation_id, client.config, stored, tools
+                )
             except DATABASE_ERRORS as exc:
                 raise RunStorageFailed("the database did not give the conversation's history") from exc
-            context = agent_context(self.registry, client, answerer, self.tools, self.settings, recorder)
-            result = await run_agent(context, to_history(stored))
-            await recorder.completed(result)
+            context = agent_context(self.registry, client, answerer, tools, self.settings, recorder)
+            history, context = self._with_approvals(recorder, context, stored, resume, attached)
+            if resume is not None and resume.cancelled:
+                await recorder.cancelled_while_waiting(unanswered_calls(history))
+            else:
+                steps = resume.steps if resume else 0
+                result = await run_agent(context, history, resume=resume is not None, steps=steps)
+                await recorder.completed(result)
         except asyncio.CancelledError:
             await recorder.cancelled(interrupted=self._shutting_down)
         except BackendError as exc:
@@ -186,6 +230,107 @@ class RunManager:
             await recorder.failed("internal_error", INTERNAL_ERROR_MESSAGE)
         finally:
             await self._conclude(recorder)
+
+    async def _documents(
+        self,
+        conversation_id: str,
+        config: BackendConfig,
+        stored: Sequence[Message],
+        tools: Mapping[str, Tool],
+    ) -> tuple[dict[int, str], Mapping[str, Tool]]:
+        """The conversation's attachments for this run (app/attachments/run_documents.py): the user
+        messages that reference documents, with them added, and the tool that searches them."""
+        if self.documents is None:
+            return {}, tools
+        questions = {m.id: m.content for m in stored if m.role == "user"}
+        found = await self.documents.for_run(conversation_id, config, questions)
+        return found.attached, {**tools, **found.tools}
+
+    # approval before a tool acts (app/approvals.py): pausing, resuming, deciding
+
+    def _with_approvals(
+        self,
+        recorder: RunRecorder,
+        context: AgentContext,
+        stored: Sequence[Message],
+        resume: Resume | None,
+        attached: Mapping[int, str],
+    ) -> tuple[list[ChatMessage], AgentContext]:
+        """The history the agent continues from and its context, with which offered tools ask first;
+        for a resumed run, its waiting calls left open and what the user decided on them."""
+        policy = tool_policy(self.tools, context.tools)
+        recorder.approval_timeout_s = self.settings.approval_timeout_s
+        decisions = resume.decisions if resume else {}
+        history = to_history(stored, waiting=decisions.keys(), attached=attached)
+        if resume is not None:
+            waiting = {call.id for call in unanswered_calls(history)}
+            for approval in resume.approvals:
+                if approval.call_id in waiting:
+                    approved = approval.status == "approved"
+                    by, reason = approval.decided_by, approval.reason
+                    recorder.approval_resolved(approval.call_id, approved, by, reason, waited_ms(approval))
+        return history, replace(context, approvals=ApprovalPolicy(policy.ask, decisions))
+
+    async def resume_paused(self, run_id: str) -> bool:
+        """Take up a paused run whose calls are all decided and run the rest of it here, streaming
+        into the same event log: from an approval, the sweeper or a cancel, on whichever replica got
+        it. False if a call still waits, or another replica took the run first."""
+        paused = await self.store.claim_paused_run(run_id, self.me)
+        if paused is None:
+            return False
+        run = paused.run
+        conversation = await self.store.get_conversation(run.conversation_id, None)
+        offered = offered_tools(self.tools, conversation.tools)
+        tools = {name: entry.tool for name, entry in offered.items()}
+        event_log = RunEventLog(run.id, start_after=paused.last_seq)
+        recorder = RunRecorder(
+            self.store,
+            event_log,
+            run_id=run.id,
+            conversation_id=run.conversation_id,
+            backend=run.backend,
+            metrics=self.metrics,
+            known_tools=frozenset(tools) | DOCUMENT_TOOLS,
+            tool_servers={name: entry.server for name, entry in offered.items()},
+            on_usage=self.usage.sink(paused.user_id),
+        )
+        recorder.resumed(run, run.approval_wait_ms)
+        resume = Resume(run.llm_calls, paused.approvals)
+        task = asyncio.create_task(self._execute(recorder, tools, resume), name=f"run-{run.id}")
+        task.add_done_callback(_report_crash)
+        self._active[run.id] = ActiveRun(task, event_log, recorder)
+        return True
+
+    async def decide(self, run_id: str, call_id: str, *, approve: bool, by: str, reason: str | None) -> str:
+        """Record the user's decision on a call that waits (`Conflict` if it does not); once none of
+        the run's calls waits, resume it here. Returns the run's status."""
+        if not await self.store.decide_approval(run_id, call_id, approved=approve, by=by, reason=reason):
+            raise not_waiting(call_id)
+        # Not ready if another call waits, or if the run still finishes this turn's other calls: it
+        # resumes itself once paused (see `_resume_after_pause`).
+        await self.resume_paused(run_id)
+        return await self._status(run_id)
+
+    async def _resume_after_pause(self, recorder: RunRecorder) -> None:
+        """A run's pause is stored: its calls may have been decided while it finished the turn."""
+        try:
+            await self.resume_paused(recorder.run_id)
+        except Exception as exc:  # the sweeper retries within a second
+            log.warning("could not resume run %s at once: %r", recorder.run_id, exc)
+
+    async def _cancel_paused(self, run_id: str, by: str, hop: Hop, wait_s: float) -> str:
+        """Stop a run that waits for approvals: its calls are cancelled and it ends here, as cancelled."""
+        await self.store.cancel_approvals(run_id, by)
+        if not await self.resume_paused(run_id):
+            run = await self.store.get_run(run_id)
+            if run.status in ("running", "awaiting_approval"):  # taken up elsewhere just before
+                return await self.cancel(run_id, hop, wait_s)
+            return run.status
+        active = self._active.get(run_id)
+        if active is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(active.task), wait_s)
+        return await self._status(run_id)
 
     async def _conclude(self, recorder: RunRecorder) -> None:
         """End the run whatever fails: store its end (or keep it for `store_pending_forever`), then end
@@ -212,6 +357,8 @@ class RunManager:
             if not stored:
                 self._pending[recorder.run_id] = recorder
                 self._pending_added.set()
+        if stored and outcome.status == "awaiting_approval":
+            await self._resume_after_pause(recorder)
 
     async def _store_end(self, recorder: RunRecorder) -> None:
         """Store what the run's end still owes the database, in one transaction (raises if it fails).
@@ -232,7 +379,9 @@ class RunManager:
                 outcome.fields,
                 recorder.unsaved,
                 recorder.log.rows(records),
+                recorder.approvals if outcome.status == "awaiting_approval" else (),
             )
+            recorder.approvals = []
             outcome.stored = True
             recorder.unsaved = []
             if finished is not None:
@@ -303,7 +452,7 @@ class RunManager:
             if batch:
                 event_log.mark_flushed(batch[-1].id)
 
-    async def cancel(self, run_id: str, hop: Hop, wait_s: float = 10.0) -> str:
+    async def cancel(self, run_id: str, hop: Hop, wait_s: float = 10.0, by: str = "") -> str:
         """Stop a run wherever it runs; returns its status. Stopping a finished run just reports it."""
         active = self._active.get(run_id)
         if active is None:
@@ -311,6 +460,8 @@ class RunManager:
                 await self._store_pending()
                 return await self._status(run_id)
             run = await self.store.get_run(run_id)
+            if run.status == "awaiting_approval":
+                return await self._cancel_paused(run_id, by, hop, wait_s)
             owner = self.replicas.owner_to_ask(run.status, run.owner, hop)
             if owner is not None:
                 try:
@@ -340,29 +491,52 @@ class RunManager:
 
     async def events(self, run_id: str, after: int, hop: Hop) -> AsyncIterator[RunEvent]:
         """The run's events after `after`: live from memory if it runs here, relayed live from the
-        replica that runs it, or from the database once it has ended."""
-        active = self._active.get(run_id)
-        in_memory = active.recorder if active is not None else self._pending.get(run_id)
-        if in_memory is not None:
-            async for record in in_memory.log.follow(after):
-                yield record
-            return
-        run = await self.store.get_run(run_id)  # 404 for unknown ids
+        replica that runs it, or from the database once it has ended. A run that pauses for tool
+        approvals goes on in the same stream once it resumes, on this replica or another."""
         position = after
-        owner = self.replicas.owner_to_ask(run.status, run.owner, hop)
-        if owner is not None:
-            try:
-                async for record in self.replicas.events(owner, run_id, position, hop):
+        followed: RunEventLog | None = None
+        while True:
+            active = self._active.get(run_id)
+            in_memory = active.recorder if active is not None else self._pending.get(run_id)
+            if in_memory is not None and in_memory.log is not followed:
+                followed = in_memory.log
+                # A resumed run's log starts after the events stored before its pause.
+                while position < followed.start_after:
+                    rows = await self.store.events_after(run_id, position, followed.start_after - position)
+                    if not rows:
+                        break
+                    for row in rows:
+                        position = row.seq
+                        yield RunEvent(row.seq, row.type, row.data)
+                async for record in in_memory.log.follow(position):
                     position = record.id
                     yield record
                     if record.type == TERMINAL_EVENT:
                         return
-            except (OwnerUnreachable, aiohttp.ClientError, ValueError) as exc:
-                log.warning("owner %s of run %s stopped answering: %s", owner, run_id, exc)
-        async for record in self._stored_events(run_id, position):
-            yield record
+                continue  # its log closed before the end: the run paused (or its end is kept)
+            run = await self.store.get_run(run_id)  # 404 for unknown ids
+            owner = self.replicas.owner_to_ask(run.status, run.owner, hop)
+            if owner is not None:
+                try:
+                    async for record in self.replicas.events(owner, run_id, position, hop):
+                        position = record.id
+                        yield record
+                        if record.type == TERMINAL_EVENT:
+                            return
+                except (OwnerUnreachable, aiohttp.ClientError, ValueError) as exc:
+                    log.warning("owner %s of run %s stopped answering: %s", owner, run_id, exc)
+            async for stored in self._stored_events(run_id, position, hop):
+                if stored is None:  # it resumed after a pause: follow it live again
+                    break
+                position = stored.id
+                yield stored
+            else:
+                return
 
-    async def _stored_events(self, run_id: str, position: int) -> AsyncIterator[RunEvent]:
+    async def _stored_events(self, run_id: str, position: int, hop: Hop) -> AsyncIterator[RunEvent | None]:
+        """The run's stored events after `position` until its end; None (and no more) when a run that
+        was seen paused runs again, here or on a replica to relay from."""
+        was_paused = False
         while True:
             rows = await self.store.events_after(run_id, position)
             for row in rows:
@@ -373,6 +547,14 @@ class RunManager:
             if rows:
                 continue
             run = await self.store.get_run(run_id)
+            if run.status == "awaiting_approval":
+                was_paused = True
+                await asyncio.sleep(PAUSED_POLL_S)
+                continue
+            resumed = run_id in self._active or self.replicas.owner_to_ask(run.status, run.owner, hop)
+            if was_paused and resumed:
+                yield None
+                return
             if run.status != "running":
                 # The status may have changed together with the final events: read them once more.
                 if not await self.store.events_after(run_id, position, limit=1):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.events import (
     AgentEvent,
+    ApprovalRequired,
     AssistantTurn,
     BackendReady,
     BackendStarting,
@@ -26,6 +28,7 @@ from agent.events import (
 )
 from agent.graph import AgentResult
 from agent.messages import ToolCall
+from app.db.models import Run
 from app.event_log import RunEventLog
 from app.metrics import Metrics
 from app.store import DATABASE_ERRORS, Store, describe_database_error
@@ -74,7 +77,19 @@ class RunRecorder:
         metrics: Metrics,
         known_tools: frozenset[str],
         on_usage: UsageSink | None = None,
+        tool_servers: Mapping[str, str] | None = None,
+        approval_timeout_s: float = 600.0,
     ) -> None:
+        self.tool_servers = tool_servers or {}
+        """Where each tool comes from (`builtin` or an MCP server), for approval requests."""
+        self.approval_timeout_s = approval_timeout_s
+        self.approvals: list[dict[str, Any]] = []
+        """The calls this run stops to ask about, as `tool_approvals` rows the database did not take
+        yet (they are stored with its pause then)."""
+        self.asked: list[str] = []
+        """Ids of the calls this run asked about, in order."""
+        self.approval_wait_ms: float | None = None
+        """Time the run waited for approvals before (set when a paused run resumes)."""
         self.on_usage = on_usage
         """Where each model call's usage goes for the user's token budget."""
         self.metrics = metrics
@@ -125,6 +140,7 @@ class RunRecorder:
                     call_id=event.call.id,
                     name=event.call.name,
                     arguments=event.arguments if event.arguments is not None else event.call.arguments,
+                    server=self.tool_servers.get(event.call.name, ""),
                 )
             )
         elif isinstance(event, ToolFinished):
@@ -133,6 +149,69 @@ class RunRecorder:
             self.emit(run_events.BackendStarting(backend=event.backend, timeout_s=event.timeout_s))
         elif isinstance(event, BackendReady):
             self.emit(run_events.BackendReady(backend=event.backend, waited_ms=event.waited_ms))
+        elif isinstance(event, ApprovalRequired):
+            await self._approval_required(event)
+
+    async def _approval_required(self, event: ApprovalRequired) -> None:
+        now = datetime.now(UTC)
+        expires_at = now + timedelta(seconds=self.approval_timeout_s)
+        server = self.tool_servers.get(event.call.name, "builtin")
+        self.asked.append(event.call.id)
+        row = {
+            "run_id": self.run_id,
+            "call_id": event.call.id,
+            "name": event.call.name[:64],
+            "server": server[:64],
+            "arguments": event.arguments,
+            "arguments_text": event.call.arguments,
+            "status": "pending",
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        # Stored before the request is announced: a user who answers at once finds the call waiting,
+        # even while the rest of this turn's calls still run (the run pauses once they are done).
+        async with self._writes:
+            try:
+                await self.store.add_approvals([row])
+            except DATABASE_ERRORS as exc:
+                log.warning("could not store a tool approval request yet: %s", describe_database_error(exc))
+                self.approvals.append(row)
+        self.emit(
+            run_events.ToolApprovalRequired(
+                call_id=event.call.id,
+                name=event.call.name,
+                server=server,
+                arguments=event.arguments if event.arguments is not None else event.call.arguments,
+                expires_at=expires_at.isoformat(),
+            )
+        )
+
+    def approval_resolved(
+        self, call_id: str, approved: bool, by: str | None, reason: str | None, waited_ms: float | None
+    ) -> None:
+        self.emit(
+            run_events.ToolApprovalResolved(
+                call_id=call_id, approved=approved, by=by or "", reason=reason, waited_ms=waited_ms
+            )
+        )
+
+    async def cancelled_while_waiting(self, calls: list[ToolCall]) -> None:
+        """End, as cancelled, a paused run that was stopped: its waiting calls get a result saying so."""
+        for call in calls:
+            self._open_calls[call.id] = call
+        await self.cancelled(interrupted=False)
+
+    def resumed(self, run: Run, last_approval_wait_ms: float | None) -> None:
+        """Continue the counts of a paused run taken up again (`run`: its stored row): its timings
+        cover the whole run, from its start to its end, the wait included and reported apart."""
+        self.llm_calls = run.llm_calls
+        self.tool_calls = run.tool_calls
+        self.ttft_ms = run.ttft_ms
+        if run.prompt_tokens is not None or run.completion_tokens is not None:
+            self.usage = Usage(run.prompt_tokens or 0, run.completion_tokens or 0)
+        since_start = (datetime.now(UTC) - run.created_at).total_seconds()
+        self.started = time.perf_counter() - max(0.0, since_start)
+        self.approval_wait_ms = last_approval_wait_ms
 
     def _row(self, **fields: Any) -> dict[str, Any]:
         """A message of this run, as the columns to store."""
@@ -229,6 +308,7 @@ class RunRecorder:
                 sources=sources,
                 error=event.error,
                 duration_ms=event.duration_ms,
+                server=self.tool_servers.get(event.call.name, ""),
             )
         )
 
@@ -236,7 +316,9 @@ class RunRecorder:
 
     async def completed(self, result: AgentResult) -> None:
         self._ending = True
-        if result.outcome == "step_limit":
+        if result.outcome == "awaiting_approval":
+            self._pause()
+        elif result.outcome == "step_limit":
             message = (
                 "The agent reached its step limit before it could finish; ask again or simplify the question."
             )
@@ -307,6 +389,22 @@ class RunRecorder:
             )
         )
 
+    def _pause(self) -> None:
+        """Stop before the calls that wait for approval: the run's counts so far, its status
+        `awaiting_approval`, and the requests are stored together; its stream goes on when it resumes
+        (no `run.finished`: `announced` from the start)."""
+        fields = {
+            "status": "awaiting_approval",
+            "paused_at": datetime.now(UTC),
+            "ttft_ms": round(self.ttft_ms, 2) if self.ttft_ms is not None else None,
+            "total_ms": round(self._elapsed_ms(), 2),
+            "llm_calls": self.llm_calls,
+            "tool_calls": self.tool_calls,
+            "prompt_tokens": self.usage.prompt_tokens if self.usage else None,
+            "completion_tokens": self.usage.completion_tokens if self.usage else None,
+        }
+        self.outcome = RunOutcome("awaiting_approval", fields, {}, announced=True)
+
     def _conclude(self, status: str, error_code: str | None = None, error_message: str | None = None) -> None:
         total_ms = round(self._elapsed_ms(), 2)
         ttft_ms = round(self.ttft_ms, 2) if self.ttft_ms is not None else None
@@ -325,7 +423,11 @@ class RunRecorder:
         finished = run_events.RunFinished(
             status=status,
             timings=run_events.Timings(
-                ttft_ms=ttft_ms, total_ms=total_ms, llm_calls=self.llm_calls, tool_calls=self.tool_calls
+                ttft_ms=ttft_ms,
+                total_ms=total_ms,
+                llm_calls=self.llm_calls,
+                tool_calls=self.tool_calls,
+                approval_wait_ms=self.approval_wait_ms,
             ),
             usage=_usage(self.usage),
         )

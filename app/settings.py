@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 from backends.local.settings import LocalSettings
 
 PACKAGE_BACKENDS_FILE = Path(__file__).resolve().parent.parent / "backends" / "backends.yaml"
+PACKAGE_TOOLS_FILE = Path(__file__).resolve().parent.parent / "tools" / "tools.yaml"
 
 
 class Settings(LocalSettings):
@@ -39,6 +40,11 @@ class Settings(LocalSettings):
     duckduckgo_url: str = "https://html.duckduckgo.com/html/"
     search_timeout_s: float = Field(default=10.0, gt=0)
     tool_timeout_s: float = Field(default=30.0, gt=0)
+    tools_file: Path = PACKAGE_TOOLS_FILE
+    """The tools file: built-in tools on or off, MCP servers, and every tool's approval policy."""
+    approval_timeout_s: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
+    """How long a tool call configured `approval: ask` waits for the user; then it is denied (`timed
+    out`) and the model is told so."""
 
     agent_max_steps: int = Field(default=6, ge=1, le=50)
     """Model calls per run; the last one is made without tools so the agent can still answer."""
@@ -61,6 +67,23 @@ class Settings(LocalSettings):
     """How often a running run's events are written to the database (they are kept in memory too)."""
     max_message_chars: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest file that may be attached to a conversation (413 beyond it; reading stops there)."""
+    attachment_max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Largest upload request (several files at once): the body limit of the attachments route."""
+    attachment_max_files: int = Field(default=20, ge=1)
+    """Files one conversation may hold."""
+    attachment_max_pages: int = Field(default=500, ge=1)
+    """Pages a PDF may have."""
+    attachment_max_chars: int = Field(default=10_000_000, ge=1000)
+    """Characters of text one file may yield (a PDF's extracted text, a text file's decoded text)."""
+    attachment_inline_tokens: int = Field(default=6000, ge=0)
+    """Documents up to this many tokens go whole into the model's context with the message that
+    references them (if the backend's context window has room); longer ones are searched by the agent."""
+    attachment_parse_timeout_s: float = Field(default=20.0, gt=0)
+    """Longest a PDF's text extraction may take (in a worker process, killed past it)."""
+    attachment_parse_memory_mib: int = Field(default=768, ge=64)
+    """Memory the PDF worker may use beyond its idle interpreter."""
     auth: Literal["auto", "on", "off"] = "auto"
     """`auto` turns API keys on whenever the server listens beyond loopback."""
     auth_cache_s: float = Field(default=10.0, ge=0)

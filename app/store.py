@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,10 +14,26 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import Conversation, Message, Run, RunEvent, TokenUsage, User
+from app.attachments.store import link_attachments
+from app.db.models import Conversation, Message, Run, RunEvent, TokenUsage, ToolApproval, User
 from app.errors import Conflict, NotFound, TooManyRequests
+from app.search_query import Term
+from app.store_search import SearchOrder, SearchPage, search_messages
+from app.message_tree import MessageTree
+from app.store_tree import (
+    ACTIVE_LEAF,
+    ParentChoice,
+    active_path,
+    append_messages,
+    load_tree,
+    question_to_answer_again,
+    resolve_parent,
+    select_branch,
+)
 from protocol import run_events
 
+ACTIVE_RUN_STATUSES = ("running", "awaiting_approval")
+"""Runs that hold their conversation (see `Run`'s unique index)."""
 DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
 """What the store raises when the database fails or cannot be reached (a refused connection may
 surface as the bare OSError)."""
@@ -62,6 +79,17 @@ def title_from(content: str) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
+@dataclass(frozen=True, slots=True)
+class PausedRun:
+    """A run taken up again after its tool approvals were decided (`Store.claim_paused_run`)."""
+
+    run: Run
+    user_id: str
+    last_seq: int
+    """Its last stored event: the resumed stream goes on after it."""
+    approvals: list[ToolApproval]
+
+
 class Store:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, serialize_writes: bool = False) -> None:
         self._sessions = sessions
@@ -79,11 +107,22 @@ class Store:
         async with self._write_lock, self._sessions.begin() as session:
             yield session
 
+    def writing(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A write transaction queued like the store's own, for the modules that own other tables
+        (`app.attachments.store`)."""
+        return self._write()
+
+    def reading(self) -> AsyncSession:
+        """A session for reads, for the modules that own other tables."""
+        return self._sessions()
+
     # conversations: every read and write is scoped to the user, so another user's ids are simply not found
 
-    async def create_conversation(self, user_id: str, title: str | None, backend: str | None) -> Conversation:
+    async def create_conversation(
+        self, user_id: str, title: str | None, backend: str | None, tools: list[str] | None = None
+    ) -> Conversation:
         async with self._write() as session:
-            row = Conversation(user_id=user_id, title=title or "New chat", backend=backend)
+            row = Conversation(user_id=user_id, title=title or "New chat", backend=backend, tools=tools)
             session.add(row)
         return row
 
@@ -143,15 +182,46 @@ class Store:
             return rows.all()
 
     async def add_messages(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Store messages (column values) in one transaction, in order; returns their ids."""
-        ids: list[int] = []
+        """Store messages (column values) in one transaction, in order, each after its conversation's
+        active leaf, which moves to it; returns their ids."""
         async with self._write() as session:
-            for fields in rows:
-                row = Message(**fields)
-                session.add(row)
-                await session.flush()  # one at a time: ids follow the order given
-                ids.append(row.id)
-        return ids
+            return [row.id for row in await append_messages(session, rows)]
+
+    async def active_path(self, conversation_id: str) -> tuple[list[Message], MessageTree]:
+        """The messages shown and continued (first message to active leaf), and the conversation's tree
+        (for each message's alternatives)."""
+        async with self._sessions() as session:
+            return await active_path(session, conversation_id)
+
+    async def message_tree(self, conversation_id: str) -> MessageTree:
+        async with self._sessions() as session:
+            return await load_tree(session, conversation_id)
+
+    async def select_branch(self, conversation_id: str, user_id: str, message_id: int) -> Conversation:
+        """Make the branch through `message_id` the active one (down to its newest message).
+        `NotFound` for a message of another conversation; `Conflict` while an answer is running."""
+        async with self._write() as session:
+            row = await session.get(Conversation, conversation_id, with_for_update=True)
+            if row is None or row.user_id != user_id:
+                raise NotFound(f"conversation {conversation_id} not found")
+            # A paused run (awaiting a tool approval) holds its conversation too: it resumes at the leaf.
+            running = await session.scalar(
+                select(Run.id)
+                .where(
+                    Run.conversation_id == conversation_id,
+                    Run.status.in_(("running", "awaiting_approval")),
+                )
+                .limit(1)
+            )
+            await select_branch(session, row, message_id, running is not None)
+        return row
+
+    async def search_messages(
+        self, user_id: str, terms: Sequence[Term], *, order: SearchOrder, limit: int, offset: int
+    ) -> SearchPage:
+        """The user's user and assistant messages matching `terms` (see `app.store_search`)."""
+        async with self._sessions() as session:
+            return await search_messages(session, user_id, terms, order=order, limit=limit, offset=offset)
 
     # runs
 
@@ -164,11 +234,15 @@ class Store:
         *,
         max_running: int,
         owner: str | None = None,
+        parent_id: ParentChoice = ACTIVE_LEAF,
+        attachment_ids: Sequence[str] = (),
     ) -> tuple[Run, Message]:
-        """Create a running run and its user message in one transaction.
+        """Create a running run and its user message (referencing `attachment_ids`) in one transaction.
 
-        With `content` None the run answers the last user message again instead: the answer that
-        followed it (and its tool steps) is deleted in the same transaction.
+        The message follows `parent_id` (default: the active leaf; None: a new first message), and
+        becomes the active leaf: a parent other than the leaf starts a new branch (an edit).
+        With `content` None the run answers the last question of the active path again instead: its
+        previous answer stays, as an alternative to the new one.
         Raises `Conflict` when the conversation already has a running run (a unique index decides,
         so this holds across processes too), and `TooManyRequests` (`too_many_runs`) when the user
         already has `max_running` runs running: counted in the same transaction, atomically across
@@ -214,7 +288,7 @@ class Store:
                         headers={"Retry-After": "5"},
                     )
                 if content is None:
-                    message = await self._take_last_question(session, conversation_id)
+                    message = await question_to_answer_again(session, conversation)
                     has_messages: int | None = 1
                 else:
                     has_messages = await session.scalar(
@@ -224,12 +298,16 @@ class Store:
                     )
                     message = Message(
                         conversation_id=conversation_id,
+                        parent_id=await resolve_parent(session, conversation, parent_id),
                         run_id=run.id,
                         role="user",
                         content=content,
                         backend=backend,
                     )
                     session.add(message)
+                    await session.flush()
+                    conversation.active_leaf_id = message.id
+                    await link_attachments(session, conversation_id, message.id, attachment_ids)
                 if not has_messages and conversation.title == "New chat":
                     conversation.title = title_from(message.content)
                 conversation.backend = backend
@@ -240,21 +318,6 @@ class Store:
                 code="run_in_progress",
             ) from exc
         return run, message
-
-    @staticmethod
-    async def _take_last_question(session: AsyncSession, conversation_id: str) -> Message:
-        last_question = await session.scalar(
-            select(Message)
-            .where(Message.conversation_id == conversation_id, Message.role == "user")
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
-        if last_question is None:
-            raise Conflict("there is no question to answer again yet", code="nothing_to_regenerate")
-        await session.execute(
-            delete(Message).where(Message.conversation_id == conversation_id, Message.id > last_question.id)
-        )
-        return last_question
 
     async def get_run(self, run_id: str, user_id: str | None = None) -> Run:
         """The run, if it exists and its conversation belongs to `user_id` (None: any user)."""
@@ -278,8 +341,11 @@ class Store:
 
     async def active_run_id(self, conversation_id: str) -> str | None:
         async with self._sessions() as session:
+            # A run paused for a tool approval is active too: the UI follows it to show the request.
             return await session.scalar(
-                select(Run.id).where(Run.conversation_id == conversation_id, Run.status == "running")
+                select(Run.id).where(
+                    Run.conversation_id == conversation_id, Run.status.in_(ACTIVE_RUN_STATUSES)
+                )
             )
 
     async def save_outcome(
@@ -288,9 +354,11 @@ class Store:
         run_fields: dict[str, Any],
         messages: Sequence[dict[str, Any]],
         events: Sequence[dict[str, Any]],
+        approvals: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """Store the end of a run in one transaction: the run's final columns, the messages it could
-        not store while it ran, and its events not stored yet.
+        not store while it ran, and its events not stored yet; for a run that pauses for tool
+        approvals (status `awaiting_approval`), the `tool_approvals` rows it waits on.
 
         Returns False, storing nothing, when the run is no longer running: another replica ended it
         as orphaned meanwhile, or its conversation was deleted. That stored end stands.
@@ -301,11 +369,11 @@ class Store:
             )
             if not getattr(result, "rowcount", 0):
                 return False
-            for fields in messages:
-                session.add(Message(**fields))
-                await session.flush()  # one at a time: ids follow the order of the run
+            await append_messages(session, messages)
             if events:
                 await session.execute(insert(RunEvent), list(events))
+            if approvals:
+                await session.execute(insert(ToolApproval), list(approvals))
         return True
 
     async def heartbeat(self, run_ids: Sequence[str]) -> None:
@@ -361,16 +429,15 @@ class Store:
             # past them, so a client resuming from any id it saw still gets the end of the run.
             seq = (events[-1].seq if events else 0) + CRASH_SEQ_GAP
             if partial:
-                row = Message(
-                    conversation_id=run.conversation_id,
-                    run_id=run_id,
-                    role="assistant",
-                    content=partial,
-                    status="interrupted",
-                    backend=run.backend,
-                )
-                session.add(row)
-                await session.flush()
+                fields = {
+                    "conversation_id": run.conversation_id,
+                    "run_id": run_id,
+                    "role": "assistant",
+                    "content": partial,
+                    "status": "interrupted",
+                    "backend": run.backend,
+                }
+                (row,) = await append_messages(session, [fields])
                 seq += 1
                 completed = run_events.MessageCompleted(
                     message_id=row.id, content=partial, status="interrupted", tool_calls=[], usage=None
@@ -518,3 +585,106 @@ class Store:
             result = await session.execute(update(User).where(User.name == name).values(token_budget=tokens))
             if not getattr(result, "rowcount", 0):
                 raise NotFound(f"no user named {name!r}")
+
+    # tool approvals: a paused run's calls, decided by the user, by the timeout or by a cancel
+
+    async def approvals_of(self, run_id: str) -> Sequence[ToolApproval]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ToolApproval).where(ToolApproval.run_id == run_id).order_by(ToolApproval.created_at)
+            )
+            return rows.all()
+
+    async def add_approvals(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store calls a running run asks about (`tool_approvals` rows, status `pending`)."""
+        async with self._write() as session:
+            await session.execute(insert(ToolApproval), list(rows))
+
+    async def decide_approval(
+        self, run_id: str, call_id: str, *, approved: bool, by: str, reason: str | None
+    ) -> bool:
+        """Record the decision on a call that waits; False if it does not wait (decided already, or
+        no such call)."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(ToolApproval)
+                .where(
+                    ToolApproval.run_id == run_id,
+                    ToolApproval.call_id == call_id,
+                    ToolApproval.status == "pending",
+                )
+                .values(
+                    status="approved" if approved else "denied",
+                    decided_by=by,
+                    reason=reason,
+                    decided_at=datetime.now(UTC),
+                )
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    async def expire_approvals(self, now: datetime, reason: str) -> int:
+        """Deny every call whose wait is over; how many."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(ToolApproval)
+                .where(ToolApproval.status == "pending", ToolApproval.expires_at <= now)
+                .values(status="denied", decided_by="timeout", reason=reason, decided_at=now)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def cancel_approvals(self, run_id: str, by: str) -> None:
+        """The run is stopped while it waits: its calls will not run."""
+        async with self._write() as session:
+            await session.execute(
+                update(ToolApproval)
+                .where(ToolApproval.run_id == run_id, ToolApproval.status == "pending")
+                .values(status="cancelled", decided_by=by, reason="cancelled", decided_at=datetime.now(UTC))
+            )
+
+    async def runs_ready_to_resume(self) -> list[str]:
+        """Paused runs whose every call is decided, and that no replica took up yet."""
+        pending = select(ToolApproval.run_id).where(
+            ToolApproval.run_id == Run.id, ToolApproval.status == "pending"
+        )
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Run.id).where(Run.status == "awaiting_approval", ~pending.exists())
+            )
+            return list(rows.all())
+
+    async def claim_paused_run(self, run_id: str, owner: str) -> PausedRun | None:
+        """Take up a paused run whose calls are all decided, to execute its rest here: it is running
+        again, owned by `owner`. None if another replica took it first, or a call still waits.
+        Atomic across replicas: the status flip decides."""
+        now = datetime.now(UTC)
+        async with self._write() as session:
+            run = await session.get(Run, run_id)
+            if run is None or run.status != "awaiting_approval":
+                return None
+            waited_ms = max(0.0, (now - run.paused_at).total_seconds() * 1000) if run.paused_at else 0.0
+            pending = select(ToolApproval.run_id).where(
+                ToolApproval.run_id == run_id, ToolApproval.status == "pending"
+            )
+            result = await session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == "awaiting_approval", ~pending.exists())
+                .values(
+                    status="running",
+                    owner=owner,
+                    heartbeat_at=now,
+                    paused_at=None,
+                    approval_wait_ms=round((run.approval_wait_ms or 0.0) + waited_ms, 2),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if not getattr(result, "rowcount", 0):
+                return None
+            await session.refresh(run)
+            user_id = await session.scalar(
+                select(Conversation.user_id).where(Conversation.id == run.conversation_id)
+            )
+            last_seq = await session.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id))
+            approvals = (
+                await session.scalars(select(ToolApproval).where(ToolApproval.run_id == run_id))
+            ).all()
+        return PausedRun(run, str(user_id), int(last_seq or 0), list(approvals))

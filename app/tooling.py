@@ -1,10 +1,15 @@
-"""The agent's tools, built from settings, and the worker processes that run their CPU-bound work."""
+"""The agent's tools, built from settings and the tools file, and the worker processes that run their
+CPU-bound work."""
 
 from __future__ import annotations
 
+from app.errors import InvalidRequest
 from app.settings import Settings
 from tools.base import Tool
 from tools.calculator import WORKER_MODULES, Calculator
+from tools.catalog import ToolCatalog
+from tools.mcp.catalog import LiveToolCatalog
+from tools.tools_file import ToolsFile
 from tools.web_search import WebSearch, build_search_provider
 from tools.worker_pool import WorkerPool
 
@@ -50,3 +55,26 @@ def build_tools(settings: Settings, pool: WorkerPool) -> dict[str, Tool]:
     )
     tools: list[Tool] = [calculator, search]
     return {t.name: t for t in tools}
+
+
+def build_catalog(settings: Settings, pool: WorkerPool, tools_file: ToolsFile) -> LiveToolCatalog:
+    """Every tool: the built-ins and the tools file's MCP servers (whose sessions the lifespan starts
+    and closes). A stdio server's stderr goes to `<data_dir>/logs/mcp-<name>.log`."""
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return LiveToolCatalog(tools_file, build_tools(settings, pool), stderr_dir=logs)
+
+
+def require_known_tools(catalog: ToolCatalog, selection: list[str] | None) -> None:
+    """Refuse (422) a tool selection naming a tool the catalog does not have (unavailable ones count:
+    their server may be restarting)."""
+    if not selection:
+        return
+    known = {entry.name for entry in catalog.entries()}
+    unknown = sorted(set(selection) - known)
+    if unknown:
+        listed = ", ".join(sorted(known)[:50]) or "none"
+        raise InvalidRequest(
+            f"unknown tool(s) {', '.join(map(repr, unknown[:10]))}; GET /api/tools lists them ({listed})",
+            code="unknown_tool",
+        )

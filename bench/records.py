@@ -78,6 +78,12 @@ class AgentRecord:
     tool_names: list[str] = field(default_factory=list)
     llm_s: float = 0.0
     tools_s: float = 0.0
+    tools_by_server: dict[str, float] = field(default_factory=dict)
+    """Of `tools_s`, the seconds in each tool server's calls: `builtin`, or an MCP server's name."""
+    tool_calls_by_server: dict[str, int] = field(default_factory=dict)
+    approval_wait_s: float = 0.0
+    """Time the run waited for the user to approve or deny tool calls (neither tools' nor chatstack's)."""
+    approvals: int = 0
     status: str = ""
     error: str | None = None
     error_source: str | None = None
@@ -88,6 +94,8 @@ class AgentRecord:
     server_timings: dict[str, Any] = field(default_factory=dict)
     tool_valid: bool | None = None
     answer_correct: bool | None = None
+    prose_arithmetic: bool | None = None
+    """A calculator task answered with numbers but no calculator call (see `agent_tasks.prose_arithmetic`)."""
 
     @property
     def ok(self) -> bool:
@@ -99,8 +107,9 @@ class AgentRecord:
 
     @property
     def overhead_s(self) -> float:
-        """Time that was neither the model's nor a tool's: chatstack itself (and the network)."""
-        return max(0.0, self.total_s - self.llm_s - self.tools_s)
+        """Time that was neither the model's, a tool's nor the user's (approving a call): chatstack
+        itself (and the network)."""
+        return max(0.0, self.total_s - self.llm_s - self.tools_s - self.approval_wait_s)
 
     def to_json(self, origin: float) -> dict[str, Any]:
         data = asdict(self)
@@ -117,5 +126,7 @@ class AgentRecord:
             data[key + "_ms"] = round((value - origin) * 1000, 3) if value else None
         data["llm_ms"] = round(data.pop("llm_s") * 1000, 3)
         data["tools_ms"] = round(data.pop("tools_s") * 1000, 3)
+        data["tools_by_server_ms"] = {k: round(v * 1000, 3) for k, v in data.pop("tools_by_server").items()}
+        data["approval_wait_ms"] = round(data.pop("approval_wait_s") * 1000, 3)
         data["overhead_ms"] = round(self.overhead_s * 1000, 3)
         return data

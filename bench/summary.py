@@ -232,6 +232,8 @@ def summarize_agent_runs(
         "tool_calls_mean": round(metrics.mean([float(r.tool_calls) for r in ok]), 2) if ok else math.nan,
         "llm_ms_mean": _ms(metrics.mean([r.llm_s for r in ok])),
         "tools_ms_mean": _ms(metrics.mean([r.tools_s for r in ok])),
+        "approval_wait_ms_mean": _ms(metrics.mean([r.approval_wait_s for r in ok])),
+        "approvals": sum(r.approvals for r in ok),
         "overhead_ms_mean": _ms(metrics.mean([r.overhead_s for r in ok])),
         "overhead_ms_p90": _ms(metrics.percentile([r.overhead_s for r in ok], 90)),
         "tool_validity_%": round(100 * sum(tool_checked) / len(tool_checked), 1)
@@ -240,9 +242,26 @@ def summarize_agent_runs(
         "answer_correct_%": round(100 * sum(checked) / len(checked), 1) if checked else math.nan,
         "duration_s": round(duration, 3),
     }
+    row |= _tool_server_columns(ok)
     row |= _health_columns(health)
     server_errors = sum(1 for r in records if r.error is not None and r.error_source == "server")
     return LevelSummary(phase, level, row, health, _top_errors(r.error for r in records), server_errors)
+
+
+TOOL_SERVER_PREFIX = "tools_ms_mean_"
+"""Columns `tools_ms_mean_<server>`: a run's mean time in that server's tools (0 for runs without);
+`tool_call_ms_mean_<server>`: the mean time of one of its calls."""
+TOOL_CALL_PREFIX = "tool_call_ms_mean_"
+
+
+def _tool_server_columns(ok: Sequence[AgentRecord]) -> dict[str, Value]:
+    columns: dict[str, Value] = {}
+    for server in sorted({s for r in ok for s in r.tools_by_server}):
+        seconds = [r.tools_by_server.get(server, 0.0) for r in ok]
+        calls = sum(r.tool_calls_by_server.get(server, 0) for r in ok)
+        columns[TOOL_SERVER_PREFIX + server] = _ms(metrics.mean(seconds))
+        columns[TOOL_CALL_PREFIX + server] = _ms(sum(seconds) / calls) if calls else math.nan
+    return columns
 
 
 def _count_columns(phase: str, level: float, total: int, succeeded: int) -> dict[str, Value]:

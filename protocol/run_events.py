@@ -78,6 +78,8 @@ class Timings:
     total_ms: float | None = None
     llm_calls: int = 0
     tool_calls: int = 0
+    approval_wait_ms: float | None = None
+    """Of `total_ms`, the time the run waited for the user to approve tool calls (None: it never did)."""
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class Timings:
             "total_ms": self.total_ms,
             "llm_calls": self.llm_calls,
             "tool_calls": self.tool_calls,
+            "approval_wait_ms": self.approval_wait_ms,
         }
 
 
@@ -134,9 +137,16 @@ class ToolStarted(EventData):
     name: str = ""
     arguments: dict[str, Any] | str | None = None
     """The parsed arguments, or their JSON text as the model wrote it when it is not valid JSON."""
+    server: str = ""
+    """`builtin`, or the MCP server the tool belongs to ("" from servers before MCP tools)."""
 
     def to_data(self) -> dict[str, Any]:
-        return {"call_id": self.call_id, "name": self.name, "arguments": self.arguments}
+        return {
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "server": self.server,
+        }
 
 
 @dataclass(slots=True, kw_only=True)
@@ -148,6 +158,8 @@ class ToolFinished(EventData):
     sources: list[Source] = field(default_factory=list)
     error: str | None = None
     duration_ms: float | None = None
+    server: str = ""
+    """`builtin`, or the MCP server the tool belongs to."""
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -157,6 +169,55 @@ class ToolFinished(EventData):
             "sources": [s.to_data() for s in self.sources],
             "error": self.error,
             "duration_ms": self.duration_ms,
+            "server": self.server,
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolApprovalRequired(EventData):
+    """A call of a tool configured `approval: ask`: the run pauses before it (status
+    `awaiting_approval`) until the user decides, or until `expires_at` (ISO 8601, UTC) denies it."""
+
+    TYPE: ClassVar[str] = "tool.approval_required"
+    call_id: str = ""
+    name: str = ""
+    server: str = ""
+    """`builtin`, or the MCP server's name."""
+    arguments: dict[str, Any] | str | None = None
+    """The parsed arguments, or their JSON text as the model wrote it when it is not valid JSON."""
+    expires_at: str = ""
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "name": self.name,
+            "server": self.server,
+            "arguments": self.arguments,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolApprovalResolved(EventData):
+    """What became of a call that waited: approved runs next, declined is told to the model."""
+
+    TYPE: ClassVar[str] = "tool.approval_resolved"
+    call_id: str = ""
+    approved: bool = False
+    by: str = ""
+    """The name of the user who decided, or `timeout`."""
+    reason: str | None = None
+    """The user's reason, `timed out`, or `cancelled` (the run was stopped while it waited)."""
+    waited_ms: float | None = None
+    """How long the call waited for its decision."""
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "approved": self.approved,
+            "by": self.by,
+            "reason": self.reason,
+            "waited_ms": self.waited_ms,
         }
 
 
@@ -244,6 +305,8 @@ EVENT_TYPES: Mapping[str, type[EventData]] = {
         MessageDelta,
         ToolStarted,
         ToolFinished,
+        ToolApprovalRequired,
+        ToolApprovalResolved,
         MessageCompleted,
         BackendStarting,
         BackendReady,

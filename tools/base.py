@@ -16,6 +16,22 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """Something a tool returned besides text (an image, audio, a file): the model reads a summary of
+    it in `ToolOutput.content`; clients can show it from here."""
+
+    kind: str
+    """`image`, `audio`, `resource` (embedded) or `resource_link`."""
+    mime_type: str = ""
+    size: int | None = None
+    """Bytes, when known."""
+    name: str = ""
+    """The resource's URI or name, when it has one."""
+    data: str | None = None
+    """Base64 content of a small image, for display; None when too large or not an image."""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolOutput:
     """What one tool call produced.
 
@@ -26,6 +42,7 @@ class ToolOutput:
     content: str
     sources: list[Source] = field(default_factory=list)
     error: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 class Tool(Protocol):

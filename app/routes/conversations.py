@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.deps import CurrentUser, HopDep, RegistryDep, RunsDep, StoreDep
+from app.deps import AttachmentsDep, CurrentUser, HopDep, RegistryDep, RunsDep, ServicesDep, StoreDep
 from app.errors import InvalidRequest
 from app.export import content_disposition, export_json, export_markdown
 from app.run_manager import require_backend_choice
@@ -22,6 +22,8 @@ from app.schemas import (
     RunStarted,
     message_out,
 )
+from app.store_tree import ACTIVE_LEAF
+from app.tooling import require_known_tools
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -31,10 +33,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_conversation(
-    body: ConversationCreate, user: CurrentUser, store: StoreDep, registry: RegistryDep
+    body: ConversationCreate, user: CurrentUser, store: StoreDep, registry: RegistryDep, services: ServicesDep
 ) -> Conversation:
     require_backend_choice(registry, body.backend)
-    row = await store.create_conversation(user.id, body.title, body.backend)
+    require_known_tools(services.tools, body.tools)
+    row = await store.create_conversation(user.id, body.title, body.backend, body.tools)
     return Conversation.model_validate(row)
 
 
@@ -50,9 +53,13 @@ async def list_conversations(
 
 
 @router.get("/{conversation_id}", responses=NOT_FOUND)
-async def get_conversation(conversation_id: str, user: CurrentUser, store: StoreDep) -> ConversationDetail:
+async def get_conversation(
+    conversation_id: str, user: CurrentUser, store: StoreDep, attachments: AttachmentsDep
+) -> ConversationDetail:
     row = await store.get_conversation(conversation_id, user.id)
-    messages = [message_out(m) for m in await store.messages(conversation_id)]
+    path, tree = await store.active_path(conversation_id)
+    messages = [message_out(m, tree.siblings(m.id)) for m in path]
+    await attachments.show_on(conversation_id, messages)
     active = await store.active_run_id(conversation_id)
     runs = [RunOut.model_validate(r) for r in await store.runs_of(conversation_id)]
     return ConversationDetail(
@@ -62,10 +69,23 @@ async def get_conversation(conversation_id: str, user: CurrentUser, store: Store
 
 @router.patch("/{conversation_id}", responses=NOT_FOUND)
 async def update_conversation(
-    conversation_id: str, body: ConversationUpdate, user: CurrentUser, store: StoreDep, registry: RegistryDep
+    conversation_id: str,
+    body: ConversationUpdate,
+    user: CurrentUser,
+    store: StoreDep,
+    registry: RegistryDep,
+    services: ServicesDep,
 ) -> Conversation:
     require_backend_choice(registry, body.backend)
+    require_known_tools(services.tools, body.tools)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "tools" in body.model_fields_set:
+        changes["tools"] = body.tools  # null is a value here: every tool again
+    leaf = changes.pop("active_leaf_id", None)
+    if leaf is not None:
+        row = await store.select_branch(conversation_id, user.id, leaf)
+        if not changes:  # a switch of branch alone is no activity: the list order stays
+            return Conversation.model_validate(row)
     row = await store.update_conversation(conversation_id, user.id, changes)
     return Conversation.model_validate(row)
 
@@ -92,10 +112,13 @@ async def export_conversation(
     format: Annotated[ExportFormat, Query()] = "json",
 ) -> Response:
     conversation = Conversation.model_validate(await store.get_conversation(conversation_id, user.id))
-    messages = [message_out(m) for m in await store.messages(conversation_id)]
-    if format == "markdown":
+    if format == "markdown":  # what the reader sees: the active branch
+        path, _ = await store.active_path(conversation_id)
+        messages = [message_out(m) for m in path]
         body, media, ext = export_markdown(conversation, messages), "text/markdown; charset=utf-8", "md"
-    else:
+    else:  # complete: every branch, each message with its parent
+        tree = await store.message_tree(conversation_id)
+        messages = [message_out(m, tree.siblings(m.id)) for m in await store.messages(conversation_id)]
         body, media, ext = export_json(conversation, messages), "application/json", "json"
     return Response(
         body, media_type=media, headers={"Content-Disposition": content_disposition(conversation, ext)}
@@ -110,13 +133,17 @@ async def export_conversation(
 async def send_message(
     conversation_id: str, body: MessageCreate, user: CurrentUser, runs: RunsDep, request: Request
 ) -> RunStarted:
-    """Store the message and start the agent; follow the answer at `events_url`."""
+    """Store the message and start the agent; follow the answer at `events_url`. With `parent_id`
+    other than the active leaf (e.g. the parent of an earlier question: an edit) it starts a branch."""
     if len(body.content) > runs.settings.max_message_chars:
         raise InvalidRequest(
             f"message is {len(body.content)} characters; the limit is {runs.settings.max_message_chars}",
             code="message_too_long",
         )
-    started = await runs.start(conversation_id, user.id, body.content, body.backend)
+    parent = body.parent_id if "parent_id" in body.model_fields_set else ACTIVE_LEAF
+    started = await runs.start(
+        conversation_id, user.id, body.content, body.backend, parent, attachment_ids=body.attachments
+    )
     return _run_started(request, conversation_id, *started)
 
 
@@ -131,7 +158,8 @@ async def send_message(
 async def regenerate(
     conversation_id: str, body: Regenerate, user: CurrentUser, runs: RunsDep, request: Request
 ) -> RunStarted:
-    """Answer the last question again: its previous answer (and tool steps) is replaced."""
+    """Answer the active branch's last question again: the previous answer stays as an alternative
+    (`siblings`), the new one becomes the active branch."""
     started = await runs.start(conversation_id, user.id, None, body.backend)
     return _run_started(request, conversation_id, *started)
 

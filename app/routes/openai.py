@@ -11,6 +11,7 @@ from app.openai_agent import agent_chat
 from app.openai_proxy import proxy_chat
 from app.openai_schemas import ChatCompletionRequest, ModelCard, ModelList
 from app.schemas import ErrorBody
+from tools.catalog import offered_tools
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 AGENT_MODEL = "agent"
@@ -48,9 +49,10 @@ async def chat_completions(
         if backend is not None and not registry.is_choice(backend):
             raise NotFound(f"no backend named {backend!r} for the agent", code="model_not_found")
         await usage.check(user.id)
-        return await agent_chat(
-            registry, backend, services.tools, services.settings, body, usage.sink(user.id)
-        )
+        # No channel to ask the user on here: tools that need approval are not offered.
+        offered = offered_tools(services.tools, None, allow_ask=False)
+        tools = {name: entry.tool for name, entry in offered.items()}
+        return await agent_chat(registry, backend, tools, services.settings, body, usage.sink(user.id))
     if body.model not in registry:
         raise NotFound(
             f"model {body.model!r} does not exist; GET /v1/models lists them", code="model_not_found"

@@ -76,5 +76,5 @@ async def cancel_run(
 ) -> RunOut:
     """Stop the run. The partial answer is kept and marked cancelled. Cancelling a finished run is a no-op."""
     await store.get_run(run_id, user.id)
-    await runs.cancel(run_id, hop)
+    await runs.cancel(run_id, hop, by=user.name)
     return RunOut.model_validate(await store.get_run(run_id))

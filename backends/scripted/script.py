@@ -7,6 +7,7 @@ The convention: directives in the latest user message pick the behaviour.
 | `calc: <expression>`   | calls `calculator` with the expression, then answers with its result     |
 | `search: <query>`      | calls `web_search`, then answers citing the first result                 |
 | `calc+search: <q>`     | calls both tools at once, then answers                                  |
+| `docs: <query>`        | calls `search_documents` (attached files), then quotes the best passage  |
 | `loop`                 | calls `calculator` at every step, even unasked, never answers (limits)  |
 | `badargs`              | a tool call whose arguments are not JSON (malformed tool-call tests)    |
 | `tokens: N`            | answers with N words                                                    |
@@ -16,6 +17,9 @@ The convention: directives in the latest user message pick the behaviour.
 | `fail: garbage`        | streams a few tokens, then a line that is not JSON                      |
 | `fail: nodone`         | ends the stream without `[DONE]`                                        |
 | `hang`                 | streams one token, then stalls (cancel tests)                           |
+| `tool: NAME {json}`    | calls the tool NAME (any tool, MCP ones included) with those arguments  |
+| `history`              | answers `History: ` and every user and assistant text it was sent, ` | ` |
+|                        | between them (what the model sees of a conversation)                    |
 | anything else          | answers `Echo: <the message>`                                           |
 
 Tool calls are native `tool_calls` when the request offers `tools`, or `<tool_call>` text blocks when
@@ -29,7 +33,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_DIRECTIVE = re.compile(r"^\s*(calc\+search|calc|search|tokens|delay|fail)\s*:\s*(.+?)\s*$", re.MULTILINE)
+_DIRECTIVE = re.compile(
+    r"^\s*(calc\+search|calc|search|docs|tool|tokens|delay|fail)\s*:\s*(.+?)\s*$", re.MULTILINE
+)
 _WORDS = [
     "the",
     "quick",
@@ -104,12 +110,24 @@ def decide(request: dict[str, Any]) -> Reply:
     if stripped == "hang":
         reply.hang = True
         reply.text = "Thinking"
+    elif stripped == "history":
+        seen = [f"{m.get('role')}={_content(m)}" for m in messages if m.get("role") in ("user", "assistant")]
+        reply.text = "History: " + " | ".join(seen)
     elif stripped == "loop":  # insists on tools even when none are offered, as a stubborn model would
         reply.tool_calls = [("calculator", {"expression": f"{len(results) + 1}+1"})]
     elif stripped == "badargs" and can_call and not results:
         reply.tool_calls = [("calculator", '{"expression": "1+')]
     elif results and stripped != "loop":
         reply.text = _answer_from(results)
+    elif can_call and "tool" in directives:
+        name, _, raw = directives["tool"].partition(" ")
+        try:
+            arguments: dict[str, Any] | str = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            arguments = raw  # sent as written: a malformed call
+        reply.tool_calls = [(name, arguments)]
+    elif can_call and "docs" in directives:
+        reply.tool_calls = [("search_documents", {"query": directives["docs"]})]
     elif can_call and ("calc" in directives or "search" in directives or "calc+search" in directives):
         if "calc+search" in directives:
             query = directives["calc+search"]
@@ -131,6 +149,10 @@ def _answer_from(results: list[str]) -> str:
     for result in results:
         if result.startswith("Error"):
             parts.append(f"The tool reported a problem: {result}")
+            continue
+        passage = re.search(r"^\[1\] (.+):\n(.+)$", result, re.MULTILINE)
+        if passage and "<document_passages>" in result:
+            parts.append(f"According to {passage.group(1)}: {passage.group(2)[:300]}")
             continue
         url = re.search(r"https?://\S+", result)
         first = result.strip().splitlines()[0] if result.strip() else ""

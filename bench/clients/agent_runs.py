@@ -2,7 +2,9 @@
 
 The timeline is what a client can see: when each event arrived. Time in the model is the sum of each
 model call's window (from the run's start, or from the tool results it answers, to its
-`message.completed`); time in tools is the union of `tool.started` → `tool.finished` windows; the rest
+`message.completed`); time waiting for the user is the union of `tool.approval_required` →
+`tool.approval_resolved` windows; time in tools is the union of `tool.started` → `tool.finished`
+windows outside those waits, in all and per tool server (`builtin` or the MCP server's name); the rest
 of the run, from posting the message to `run.finished`, is chatstack's own time (plus the network).
 """
 
@@ -22,10 +24,14 @@ from protocol.run_events import (
     RunError,
     RunFinished,
     RunStarted,
+    ToolApprovalRequired,
+    ToolApprovalResolved,
     ToolFinished,
     ToolStarted,
     parse_event,
 )
+
+BUILTIN_SERVER = "builtin"
 
 _JSON = (("content-type", "application/json"),)
 
@@ -83,6 +89,11 @@ class RunTimeline:
     finished_at: float = 0.0
     llm_s: float = 0.0
     tools_s: float = 0.0
+    tools_by_server: dict[str, float] = field(default_factory=dict)
+    """Of `tools_s`, the seconds in each tool server's calls (parallel calls of one server count once)."""
+    tool_calls_by_server: dict[str, int] = field(default_factory=dict)
+    approval_wait_s: float = 0.0
+    approvals: int = 0
     llm_calls: int = 0
     tool_calls: int = 0
     tool_names: list[str] = field(default_factory=list)
@@ -105,8 +116,10 @@ def read_run_events(exchange: Exchange) -> RunTimeline:
         timeline.error_source = "transport" if exchange.error else "server"
         return timeline
     call_start = 0.0
-    tool_windows: list[tuple[float, float]] = []
-    open_tools: dict[str, float] = {}
+    tool_windows: dict[str, list[tuple[float, float]]] = {}
+    open_tools: dict[str, tuple[float, str]] = {}
+    waits: list[tuple[float, float]] = []
+    open_waits: dict[str, float] = {}
     after_tools = False
     for sse in iter_events(exchange.chunks):
         try:
@@ -134,15 +147,25 @@ def read_run_events(exchange: Exchange) -> RunTimeline:
         elif isinstance(event, ToolStarted):
             timeline.tool_calls += 1
             timeline.tool_names.append(event.name)
-            open_tools[event.call_id] = at
+            server = _server(event, sse.data)
+            open_tools[event.call_id] = (at, server)
+            timeline.tool_calls_by_server[server] = timeline.tool_calls_by_server.get(server, 0) + 1
             if event.arguments is None:
                 timeline.failed_tool_calls += 1
         elif isinstance(event, ToolFinished):
-            started = open_tools.pop(event.call_id, at)
-            tool_windows.append((started, at))
+            started, server = open_tools.pop(event.call_id, (at, _server(event, sse.data)))
+            tool_windows.setdefault(server, []).append((started, at))
             if event.error:
                 timeline.failed_tool_calls += 1
-            if not open_tools:
+            if not open_tools and not open_waits:
+                call_start, after_tools = at, True
+        elif isinstance(event, ToolApprovalRequired):
+            timeline.approvals += 1
+            open_waits[event.call_id] = at
+        elif isinstance(event, ToolApprovalResolved):
+            waits.append((open_waits.pop(event.call_id, at), at))
+            if not open_tools and not open_waits:
+                # A declined call runs no tool: the model is asked again from here.
                 call_start, after_tools = at, True
         elif isinstance(event, RunError):
             timeline.error = f"run.error {event.code}: {event.message}"
@@ -152,7 +175,12 @@ def read_run_events(exchange: Exchange) -> RunTimeline:
             timeline.server_timings = event.timings.to_data()
             timeline.prompt_tokens = event.usage.prompt_tokens if event.usage else None
             timeline.output_tokens = event.usage.completion_tokens if event.usage else 0
-    timeline.tools_s = _union(tool_windows)
+    # A wait the stream ended during (the run was stopped while it waited) lasted to the end.
+    waits += [(started, timeline.finished_at or started) for started in open_waits.values()]
+    timeline.approval_wait_s = _union(waits)
+    every_tool = [w for windows in tool_windows.values() for w in windows]
+    timeline.tools_s = _outside(every_tool, waits)
+    timeline.tools_by_server = {server: _outside(windows, waits) for server, windows in tool_windows.items()}
     if timeline.error is None:
         if not timeline.finished_at:
             timeline.error = "the event stream ended without run.finished"
@@ -163,6 +191,27 @@ def read_run_events(exchange: Exchange) -> RunTimeline:
     if timeline.error is not None:  # the stream was read to its end: the run itself failed
         timeline.error_source = "server"
     return timeline
+
+
+def _server(event: ToolStarted | ToolFinished, raw: str) -> str:
+    """The tool's server as the event names it; `builtin` for a server that names none (one older
+    than MCP tools)."""
+    server = getattr(event, "server", None)
+    if server is None:  # a protocol module without the field yet: read it from the event's JSON
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        server = data.get("server") if isinstance(data, dict) else None
+    return server if isinstance(server, str) and server else BUILTIN_SERVER
+
+
+def _outside(windows: list[tuple[float, float]], waits: list[tuple[float, float]]) -> float:
+    """Time covered by `windows` but not by `waits`: a tool's window may hold its approval wait (when
+    its `tool.started` comes first), and that time is the user's, not the tool's."""
+    if not waits:
+        return _union(windows)
+    return max(0.0, _union(windows + waits) - _union(waits))
 
 
 def _union(windows: list[tuple[float, float]]) -> float:

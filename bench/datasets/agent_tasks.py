@@ -47,3 +47,11 @@ def answer_correct(task: AgentTask, answer: str) -> bool | None:
 def tools_valid(task: AgentTask, called: list[str], failed_calls: int) -> bool:
     """The agent called exactly the expected set of tools, and none of its calls was malformed."""
     return set(called) == set(task.tools) and failed_calls == 0
+
+
+def prose_arithmetic(task: AgentTask, called: list[str], answer: str) -> bool | None:
+    """For a task that needs the calculator: whether the answer gives numbers without the calculator having
+    been called (the model did the arithmetic in prose, where small models go wrong); None otherwise."""
+    if "calculator" not in task.tools:
+        return None
+    return "calculator" not in called and re.search(r"\d", answer) is not None

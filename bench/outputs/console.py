@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -13,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.phases import LevelPlan
-from bench.runner import RunResult
-from bench.summary import LevelSummary
+from bench.runner import LevelResult, RunResult
+from bench.summary import TOOL_SERVER_PREFIX, LevelSummary
 
 _REFRESH_S = 0.25
 _REASON_CHARS = 160
@@ -140,6 +141,7 @@ def summary_tables(result: RunResult) -> list[Table]:
             ("total p90", "total_p90_ms"),
             ("LLM ms", "llm_ms_mean"),
             ("tools ms", "tools_ms_mean"),
+            ("approval ms", "approval_wait_ms_mean"),
             ("chatstack ms", "overhead_ms_mean"),
             ("correct %", "answer_correct_%"),
             ("runs/s", "runs_per_sec"),
@@ -164,7 +166,8 @@ def summary_tables(result: RunResult) -> list[Table]:
             continue
         table = Table(title=f"{result.config.name}: {phase} (ms)", title_justify="left")
         table.add_column(phase, justify="right")
-        for label, _ in columns:
+        shown = columns + (_tool_server_columns(levels) if agent else [])
+        for label, _ in shown:
             table.add_column(label, justify="right")
         table.add_column("loop lag p99", justify="right")
         table.add_column("bench ok", justify="left")
@@ -172,12 +175,25 @@ def summary_tables(result: RunResult) -> list[Table]:
             row = level.summary.row
             table.add_row(
                 f"{level.plan.level:g}",
-                *(_f(row.get(key, math.nan), 1 if key != "requests_per_sec" else 3) for _, key in columns),
+                *(_f(row.get(key, math.nan), 1 if key != "requests_per_sec" else 3) for _, key in shown),
                 _f(level.summary.health.loop_lag_p99_ms, 2),
                 verdict_cell(level.summary),
             )
         tables.append(table)
     return tables
+
+
+def _tool_server_columns(levels: Sequence[LevelResult]) -> list[tuple[str, str]]:
+    """A column per tool server any level's runs used (`builtin`, MCP servers): its mean time per run."""
+    servers = sorted(
+        {
+            key.removeprefix(TOOL_SERVER_PREFIX)
+            for level in levels
+            for key in level.summary.row
+            if key.startswith(TOOL_SERVER_PREFIX)
+        }
+    )
+    return [(f"{server} tools ms", TOOL_SERVER_PREFIX + server) for server in servers]
 
 
 def error_report(result: RunResult) -> list[str]:

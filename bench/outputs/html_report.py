@@ -227,6 +227,7 @@ _TABLE_COLUMNS = {
         ("tool_calls_mean", "tool calls"),
         ("llm_ms_mean", "LLM ms"),
         ("tools_ms_mean", "tools ms"),
+        ("approval_wait_ms_mean", "approval ms"),
         ("overhead_ms_mean", "chatstack ms"),
         ("tool_validity_%", "tools ok %"),
         ("answer_correct_%", "correct %"),

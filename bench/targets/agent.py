@@ -11,7 +11,7 @@ from bench.clients import agent_runs
 from bench.clients.clock import now
 from bench.clients.exchange import Exchange
 from bench.config import BenchConfig
-from bench.datasets.agent_tasks import AgentTask, answer_correct, tools_valid
+from bench.datasets.agent_tasks import AgentTask, answer_correct, prose_arithmetic, tools_valid
 from bench.metrics import Slo
 from bench.phases import LevelPlan
 from bench.records import AgentRecord
@@ -123,6 +123,11 @@ class AgentTarget(EngineTarget):
         record.llm_calls, record.tool_calls = timeline.llm_calls, timeline.tool_calls
         record.tool_names = timeline.tool_names
         record.llm_s, record.tools_s = timeline.llm_s, timeline.tools_s
+        record.tools_by_server, record.tool_calls_by_server = (
+            timeline.tools_by_server,
+            timeline.tool_calls_by_server,
+        )
+        record.approval_wait_s, record.approvals = timeline.approval_wait_s, timeline.approvals
         record.status, record.error, record.answer = timeline.status, timeline.error, timeline.answer
         record.error_source = timeline.error_source
         record.prompt_tokens, record.output_tokens = timeline.prompt_tokens, timeline.output_tokens
@@ -131,6 +136,7 @@ class AgentTarget(EngineTarget):
         if task is not None and record.ok:
             record.tool_valid = tools_valid(task, timeline.tool_names, timeline.failed_tool_calls)
             record.answer_correct = answer_correct(task, timeline.answer)
+            record.prose_arithmetic = prose_arithmetic(task, timeline.tool_names, timeline.answer)
         return record
 
     def summarize(

@@ -17,6 +17,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db import search_schema
 from app.db.engine import create_engine, session_factory
 from app.db.migrate import alembic_config, upgrade_database
 from app.db.models import Base
@@ -123,7 +124,8 @@ async def test_upgrade_from_0004_keeps_data_and_downgrade_undoes_it(engine: Asyn
     }
 
     def differences(connection: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+        context = MigrationContext.configure(connection, opts={"include_name": search_schema.include_name})
+        return list(compare_metadata(context, Base.metadata))
 
     async with engine.connect() as conn:
         diff = await conn.run_sync(differences)

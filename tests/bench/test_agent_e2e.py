@@ -60,12 +60,20 @@ def test_agent_runs_are_timed_and_checked(chatstack_sqlite: ServerProcess, tmp_p
     assert both["tools_ms"] > 0
     assert both["llm_ms"] > 0
     assert both["overhead_ms"] >= 0
+    # Tool time by server (built-ins only here) and no approval waits (issue 12).
+    assert set(both["tools_by_server_ms"]) == {"builtin"}
+    assert both["tools_by_server_ms"]["builtin"] == both["tools_ms"]
+    assert (both["approval_wait_ms"], both["approvals"]) == (0.0, 0)
+    assert row["tools_ms_mean_builtin"] == row["tools_ms_mean"]
+    assert row["tool_call_ms_mean_builtin"] > 0
+    assert row["approval_wait_ms_mean"] == 0.0
     assert records["none-tokens"]["tool_calls"] == 0
     assert records["none-tokens"]["tool_valid"] is True
     concurrency = [level for level in doc["levels"] if level["phase"] == "concurrency"]
     assert [level["level"] for level in concurrency] == [1, 3]
     assert all(level["summary"]["error_count"] == 0 for level in concurrency)
-    assert (tmp_path / "concurrency.csv").exists()
+    header = (tmp_path / "concurrency.csv").read_text().splitlines()[0].split(",")
+    assert {"tools_ms_mean_builtin", "tool_call_ms_mean_builtin", "approval_wait_ms_mean"} <= set(header)
     assert (tmp_path / "report.html").exists()
     # the bench deletes the conversations it made
     listed = httpx.get(f"{chatstack_sqlite.url}/api/conversations", params={"limit": 200}, timeout=10).json()

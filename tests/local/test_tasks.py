@@ -30,3 +30,15 @@ def test_every_task_has_an_expected_answer() -> None:
     assert len(TASKS) >= 12
     assert {t.kind for t in TASKS} == {"calculator", "search", "none"}
     assert all(t.expected for t in TASKS)
+
+
+def test_the_bench_task_file_is_this_task_set() -> None:
+    from pathlib import Path
+
+    from bench.datasets.agent_tasks import load_tasks
+
+    tools = {"calculator": ["calculator"], "search": ["web_search"], "none": []}
+    bench = load_tasks("embedded", Path(__file__).with_name("embedded_tasks.yaml"))
+    assert [(t.prompt, t.tools, t.answer) for t in bench] == [
+        (t.prompt, tools[t.kind], t.expected[0]) for t in TASKS
+    ]

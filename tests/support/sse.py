@@ -24,8 +24,10 @@ async def read_events(
     last_event_id: int | None = None,
     stop_after: int | None = None,
     timeout: float = 30,
+    until: str | None = None,
 ) -> list[Event]:
-    """Events of a run until the stream ends (or `stop_after` events, then disconnect)."""
+    """Events of a run until the stream ends (or `stop_after` events, or the first event of type
+    `until`, then disconnect)."""
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
     events: list[Event] = []
 
@@ -38,6 +40,8 @@ async def read_events(
                     continue
                 events.append(Event(int(sse.id), sse.event, sse.json()))
                 if stop_after is not None and len(events) >= stop_after:
+                    return
+                if until is not None and sse.event == until:
                     return
 
     await asyncio.wait_for(consume(), timeout)
