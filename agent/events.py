@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.messages import ToolCall
-from tools.base import Source
+from tools.base import Attachment, Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,8 @@ class ToolFinished:
     sources: list[Source] = field(default_factory=list)
     error: str | None = None
     duration_ms: float = 0.0
+    attachments: list[Attachment] = field(default_factory=list)
+    """What the tool returned besides text (`ToolOutput.attachments`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,7 +199,9 @@ async def _run_tool(ctx: AgentContext, call: ToolCall) -> ToolOutput:
     if arguments is not None:
         output = await _invoke(ctx, call.name, arguments)
     duration_ms = round((time.perf_counter() - started) * 1000, 2)
-    await ctx.emit(ToolFinished(call, output.content, output.sources, output.error, duration_ms))
+    await ctx.emit(
+        ToolFinished(call, output.content, output.sources, output.error, duration_ms, output.attachments)
+    )
     return output
 
 

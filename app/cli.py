@@ -82,6 +82,7 @@ def serve(
 
     from app.nginx_config import NginxError, ProxyOptions
     from app.nginx_runner import run_behind_nginx
+    from app.routes.attachments import upload_body_limit
 
     upstream_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     try:
@@ -92,6 +93,7 @@ def serve(
             rate_per_s=settings.nginx_rate_per_s,
             burst=settings.nginx_burst,
             body_limit=f"{max(1, settings.max_body_bytes // 1024)}k",
+            upload_limit=f"{upload_body_limit(settings) // 1024}k",
         )
         run_behind_nginx(config, options)
     except NginxError as exc:

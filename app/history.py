@@ -58,7 +58,7 @@ def to_history(
             history.append(message)
         elif row.role in ("user", "system"):
             # `attached`: user messages as the model reads them, with the documents they reference.
-            content = (attached or {}).get(row.id, row.content) if row.role == "user" else row.content
+            content = attached.get(row.id, row.content) if attached and row.role == "user" else row.content
             history.append({"role": row.role, "content": content})
     close_open_calls(at_end=True)
     return history

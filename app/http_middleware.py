@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_response, internal_error_response
@@ -110,6 +111,11 @@ class BodyLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
+        if limit != self.max_bytes:
+            # A route for large bodies reads them as they stream: counted on the way, never buffered
+            # here (that would hold up to its limit in memory before the caller is even checked).
+            await self.app(scope, _counting(receive, limit), send)
+            return
         # No declared length (chunked): read at most the limit, then replay what was read.
         messages: list[Message] = []
         size = 0
@@ -131,3 +137,18 @@ class BodyLimitMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         message = f"request body is larger than {limit} bytes"
         await error_response("payload_too_large", message, 413)(scope, receive, send)
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """`receive`, raising a 413 (answered by the app's HTTP error handler) once the body passes `limit`."""
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise HTTPException(413, f"request body is larger than {limit} bytes")
+        return message
+
+    return counted

@@ -1,15 +1,14 @@
-"""A conversation's messages as a tree: the active path, the alternatives at each point, and where a
-switch of branch lands. Pure functions over (id, parent id) pairs; the store reads the pairs.
+"""A conversation's messages as a tree: the active path and the alternatives at each point. Pure logic
+over (id, parent id) pairs; the store reads the pairs.
 
 A message's parent is the message it follows (None for a first message). Alternatives share a parent:
 an edited question is a sibling of the original, a regenerated answer a sibling of the first answer.
-A child is always written after its parent, so it has the larger id; the newest message below any
-message is therefore a leaf.
+A child is always written after its parent, so it has the larger id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -51,24 +50,3 @@ class MessageTree:
         if node is None:
             return []
         return list(self.children.get(node.parent_id, [message_id]))
-
-    def newest_leaf_below(self, message_id: int) -> int:
-        """The most recently written message at or below `message_id`: where its branch was left."""
-        newest = message_id
-        pending = [message_id]
-        seen: set[int] = set()
-        while pending:
-            current = pending.pop()
-            if current in seen:  # as in `path_to`: only bounds the walk over bad data
-                continue
-            seen.add(current)
-            newest = max(newest, current)
-            pending.extend(self.children.get(current, ()))
-        return newest
-
-    def last_of_role(self, path: Sequence[int], role: str) -> int | None:
-        """The last message on `path` with this role."""
-        for message_id in reversed(path):
-            if self.nodes[message_id].role == role:
-                return message_id
-        return None

@@ -44,6 +44,10 @@ class ProxyOptions:
     body_limit: str = "1m"
     """Largest request body, in nginx's size syntax (`512k`, `1m`, or bytes); larger ones get 413. The
     default matches the app's own CHATSTACK_MAX_BODY_BYTES: nginx refuses at the edge what it would."""
+    upload_limit: str = "32m"
+    """Largest body of an attachment upload (`POST /api/conversations/{id}/attachments`), the one
+    route that takes files; the default matches the app's own limit there
+    (CHATSTACK_ATTACHMENT_MAX_UPLOAD_BYTES)."""
     read_timeout_s: float = 600.0
     """Longest silence from the app on a response before nginx gives up (event streams ping far sooner)."""
     tls_cert: Path | None = None
@@ -64,8 +68,9 @@ class ProxyOptions:
                 raise NginxError(f"upstream {address!r} is not host:port, [v6]:port or unix:/path")
         if self.rate_per_s <= 0 or self.burst < 0:
             raise NginxError("the rate limit must be positive and the burst zero or more")
-        if not _SIZE.match(self.body_limit):
-            raise NginxError(f"body limit {self.body_limit!r} is not an nginx size such as 512k or 4m")
+        for limit in (self.body_limit, self.upload_limit):
+            if not _SIZE.match(limit):
+                raise NginxError(f"body limit {limit!r} is not an nginx size such as 512k or 4m")
         if self.read_timeout_s <= 0:
             raise NginxError("the read timeout must be positive")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -140,6 +145,7 @@ def site_values(options: ProxyOptions, include_dir: Path, access_log: str) -> di
         "rate": _rate(options.rate_per_s),
         "burst": str(options.burst),
         "body_limit": options.body_limit,
+        "upload_limit": options.upload_limit,
         "read_timeout": _duration(options.read_timeout_s),
         "include_dir": str(include_dir),
         "access_log": access_log,

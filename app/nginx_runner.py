@@ -310,6 +310,7 @@ def _options_from_args(args: argparse.Namespace) -> ProxyOptions:
         rate_per_s=args.rate,
         burst=args.burst,
         body_limit=args.body_limit,
+        upload_limit=args.upload_limit,
         read_timeout_s=args.read_timeout,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
@@ -328,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--rate", type=float, default=10.0, help="requests per second per client")
         sub.add_argument("--burst", type=int, default=50)
         sub.add_argument("--body-limit", default="1m")
+        sub.add_argument("--upload-limit", default="32m", help="body limit of attachment uploads")
         sub.add_argument("--read-timeout", type=float, default=600.0, help="seconds")
         sub.add_argument("--tls-cert", type=Path)
         sub.add_argument("--tls-key", type=Path)

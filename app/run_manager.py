@@ -119,6 +119,8 @@ class RunManager:
         self._pending_added = asyncio.Event()
         self._storage_outage = _Outage("storing runs")
         self._heartbeat_outage = _Outage("the runs' heartbeat")
+        self._paused_streams: dict[str, asyncio.Event] = {}
+        """Streams of runs paused for approvals, parked here until the run resumes on this replica."""
 
     @property
     def active_count(self) -> int:
@@ -299,6 +301,9 @@ class RunManager:
         task = asyncio.create_task(self._execute(recorder, tools, resume), name=f"run-{run.id}")
         task.add_done_callback(_report_crash)
         self._active[run.id] = ActiveRun(task, event_log, recorder)
+        waker = self._paused_streams.pop(run.id, None)
+        if waker is not None:
+            waker.set()
         return True
 
     async def decide(self, run_id: str, call_id: str, *, approve: bool, by: str, reason: str | None) -> str:
@@ -317,6 +322,13 @@ class RunManager:
             await self.resume_paused(recorder.run_id)
         except Exception as exc:  # the sweeper retries within a second
             log.warning("could not resume run %s at once: %r", recorder.run_id, exc)
+
+    async def _drop_requests(self, recorder: RunRecorder) -> None:
+        """The run ended (stopped, failed) before it paused: its requests no longer wait."""
+        try:
+            await self.store.cancel_approvals(recorder.run_id, "")
+        except DATABASE_ERRORS as exc:  # they only wait for the sweeper to deny them
+            log.warning("could not close the run's approval requests: %s", describe_database_error(exc))
 
     async def _cancel_paused(self, run_id: str, by: str, hop: Hop, wait_s: float) -> str:
         """Stop a run that waits for approvals: its calls are cancelled and it ends here, as cancelled."""
@@ -359,6 +371,8 @@ class RunManager:
                 self._pending_added.set()
         if stored and outcome.status == "awaiting_approval":
             await self._resume_after_pause(recorder)
+        elif stored and recorder.asked:
+            await self._drop_requests(recorder)
 
     async def _store_end(self, recorder: RunRecorder) -> None:
         """Store what the run's end still owes the database, in one transaction (raises if it fails).
@@ -549,8 +563,13 @@ class RunManager:
             run = await self.store.get_run(run_id)
             if run.status == "awaiting_approval":
                 was_paused = True
-                await asyncio.sleep(PAUSED_POLL_S)
+                # Woken at once if the run resumes here; a resume elsewhere shows at the next look.
+                waker = self._paused_streams.setdefault(run_id, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waker.wait(), PAUSED_POLL_S)
                 continue
+            if was_paused:
+                self._paused_streams.pop(run_id, None)
             resumed = run_id in self._active or self.replicas.owner_to_ask(run.status, run.owner, hop)
             if was_paused and resumed:
                 yield None

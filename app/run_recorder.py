@@ -309,6 +309,10 @@ class RunRecorder:
                 error=event.error,
                 duration_ms=event.duration_ms,
                 server=self.tool_servers.get(event.call.name, ""),
+                attachments=[
+                    run_events.ToolAttachment(kind=a.kind, mime_type=a.mime_type, size=a.size, name=a.name)
+                    for a in event.attachments
+                ],
             )
         )
 

@@ -79,6 +79,16 @@ def title_from(content: str) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
+async def _insert_approvals(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert `tool_approvals` rows; one already there (a model that repeats a call id) is kept as is:
+    a key conflict would otherwise look like a database outage, retried forever."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ToolApproval)
+    await session.execute(statement.on_conflict_do_nothing(), list(rows))
+
+
 @dataclass(frozen=True, slots=True)
 class PausedRun:
     """A run taken up again after its tool approvals were decided (`Store.claim_paused_run`)."""
@@ -372,8 +382,7 @@ class Store:
             await append_messages(session, messages)
             if events:
                 await session.execute(insert(RunEvent), list(events))
-            if approvals:
-                await session.execute(insert(ToolApproval), list(approvals))
+            await _insert_approvals(session, approvals)
         return True
 
     async def heartbeat(self, run_ids: Sequence[str]) -> None:
@@ -598,7 +607,7 @@ class Store:
     async def add_approvals(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store calls a running run asks about (`tool_approvals` rows, status `pending`)."""
         async with self._write() as session:
-            await session.execute(insert(ToolApproval), list(rows))
+            await _insert_approvals(session, rows)
 
     async def decide_approval(
         self, run_id: str, call_id: str, *, approved: bool, by: str, reason: str | None

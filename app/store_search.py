@@ -25,27 +25,31 @@ SearchOrder = Literal["rank", "recent"]
 SNIPPET_TOKENS = 24
 """FTS5 snippet length in words (its maximum is 64)."""
 
+# One pass over the matches finds the page and counts them: the join that keeps the user's own is the
+# costly part (a lookup per match), so it runs once. The page then goes back to the index row by row
+# (CROSS JOIN keeps that order) for snippets.
 _SQLITE_PAGE = f"""
-WITH page AS (
-    SELECT {FTS_TABLE}.rowid AS id, bm25({FTS_TABLE}) AS score
+WITH hits AS MATERIALIZED (
+    SELECT {FTS_TABLE}.rowid AS id, {{score}} AS score
     FROM {FTS_TABLE}
     JOIN messages m ON m.id = {FTS_TABLE}.rowid
     JOIN conversations c ON c.id = m.conversation_id
     WHERE {FTS_TABLE} MATCH :match AND c.user_id = :user_id
-    ORDER BY {{order}}
-    LIMIT :limit OFFSET :offset
+),
+page AS (
+    SELECT id, score, count(*) OVER () AS total FROM hits ORDER BY {{order}} LIMIT :limit OFFSET :offset
 )
-SELECT m.id AS message_id, m.conversation_id, c.title AS conversation_title, m.role, m.created_at,
-       snippet({FTS_TABLE}, 0, :open, :close, '…', {SNIPPET_TOKENS}) AS marked, page.score
+SELECT page.id AS message_id, m.conversation_id, c.title AS conversation_title, m.role, m.created_at,
+       snippet({FTS_TABLE}, 0, :open, :close, '…', {SNIPPET_TOKENS}) AS marked, page.score, page.total
 FROM page
-JOIN {FTS_TABLE} ON {FTS_TABLE}.rowid = page.id
+CROSS JOIN {FTS_TABLE}
 JOIN messages m ON m.id = page.id
 JOIN conversations c ON c.id = m.conversation_id
-WHERE {FTS_TABLE} MATCH :match
+WHERE {FTS_TABLE} MATCH :match AND {FTS_TABLE}.rowid = page.id
 ORDER BY {{outer_order}}
 """
-_SQLITE_ORDER = {"rank": f"bm25({FTS_TABLE}), {FTS_TABLE}.rowid DESC", "recent": f"{FTS_TABLE}.rowid DESC"}
-_SQLITE_OUTER_ORDER = {"rank": "page.score, page.id DESC", "recent": "page.id DESC"}
+# bm25() is lower for better matches; ranking is skipped when the newest come first.
+_SQLITE_SCORE = {"rank": f"-bm25({FTS_TABLE})", "recent": "0.0"}
 _SQLITE_COUNT = f"""
 SELECT count(*) FROM {FTS_TABLE}
 JOIN messages m ON m.id = {FTS_TABLE}.rowid
@@ -53,30 +57,33 @@ JOIN conversations c ON c.id = m.conversation_id
 WHERE {FTS_TABLE} MATCH :match AND c.user_id = :user_id
 """
 
-# ts_headline parses the whole text of a message; the page is at most `limit` rows, so it runs that often.
+# ts_headline parses the whole text of a message: only the page's rows get one.
 _PG_PAGE = f"""
 WITH q AS (SELECT to_tsquery('{TS_CONFIG}', :tsquery) AS query),
-page AS (
-    SELECT m.id, ts_rank(m.{TSVECTOR_COLUMN}, q.query, 1) AS score
+hits AS MATERIALIZED (
+    SELECT m.id, {{score}} AS score
     FROM q, messages m
     JOIN conversations c ON c.id = m.conversation_id
     WHERE m.{TSVECTOR_COLUMN} @@ q.query AND c.user_id = :user_id
-    ORDER BY {{order}}
-    LIMIT :limit OFFSET :offset
+),
+page AS (
+    SELECT id, score, count(*) OVER () AS total FROM hits ORDER BY {{order}} LIMIT :limit OFFSET :offset
 )
 SELECT m.id AS message_id, m.conversation_id, c.title AS conversation_title, m.role, m.created_at,
-       ts_headline('{TS_CONFIG}', m.content, q.query, :options) AS marked, page.score
+       ts_headline('{TS_CONFIG}', m.content, q.query, :options) AS marked, page.score, page.total
 FROM q, page
 JOIN messages m ON m.id = page.id
 JOIN conversations c ON c.id = m.conversation_id
 ORDER BY {{outer_order}}
 """
-_PG_ORDER = {"rank": "score DESC, m.id DESC", "recent": "m.id DESC"}
-_PG_OUTER_ORDER = {"rank": "page.score DESC, page.id DESC", "recent": "page.id DESC"}
+# Normalization 1 divides by 1 + log(length), so long answers do not win by size alone (as bm25).
+_PG_SCORE = {"rank": f"ts_rank(m.{TSVECTOR_COLUMN}, q.query, 1)", "recent": "0.0"}
 _PG_COUNT = f"""
 SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
 WHERE m.{TSVECTOR_COLUMN} @@ to_tsquery('{TS_CONFIG}', :tsquery) AND c.user_id = :user_id
 """
+_ORDER = {"rank": "score DESC, id DESC", "recent": "id DESC"}
+_OUTER_ORDER = {"rank": "page.score DESC, page.id DESC", "recent": "page.id DESC"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +120,7 @@ def _typed(sql: str) -> Any:
         role=String(),
         created_at=UTCDateTime(),
         marked=String(),
+        total=Integer(),
     )
 
 
@@ -131,17 +139,24 @@ async def search_messages(
     params: dict[str, Any] = {"user_id": user_id, "limit": limit, "offset": offset}
     if dialect == "postgresql":
         params |= {"tsquery": compile_tsquery(tuple(terms)), "options": _headline_options(markers)}
-        page_sql = _PG_PAGE.format(order=_PG_ORDER[order], outer_order=_PG_OUTER_ORDER[order])
+        page_sql = _PG_PAGE.format(
+            score=_PG_SCORE[order], order=_ORDER[order], outer_order=_OUTER_ORDER[order]
+        )
         count_sql = _PG_COUNT
-        sign = 1.0
     else:
         params |= {"match": compile_fts5(tuple(terms)), "open": markers.open, "close": markers.close}
-        page_sql = _SQLITE_PAGE.format(order=_SQLITE_ORDER[order], outer_order=_SQLITE_OUTER_ORDER[order])
+        page_sql = _SQLITE_PAGE.format(
+            score=_SQLITE_SCORE[order], order=_ORDER[order], outer_order=_OUTER_ORDER[order]
+        )
         count_sql = _SQLITE_COUNT
-        sign = -1.0  # bm25() is lower for better matches
     rows = (await session.execute(_typed(page_sql), params)).mappings().all()
-    count_params = {k: v for k, v in params.items() if k in ("user_id", "tsquery", "match")}
-    total = await session.scalar(text(count_sql), count_params)
+    if rows:
+        total = int(rows[0]["total"])
+    elif offset == 0:
+        total = 0
+    else:  # past the end: the page query saw no row to carry the count
+        count_params = {k: v for k, v in params.items() if k in ("user_id", "tsquery", "match")}
+        total = int(await session.scalar(text(count_sql), count_params) or 0)
     hits = [
         SearchHit(
             message_id=int(r["message_id"]),
@@ -150,8 +165,8 @@ async def search_messages(
             role=r["role"],
             created_at=r["created_at"],
             snippet=parse_marked(r["marked"] or "", markers),
-            score=sign * float(r["score"] or 0.0),
+            score=float(r["score"] or 0.0),
         )
         for r in rows
     ]
-    return SearchPage(hits=hits, total=int(total or 0))
+    return SearchPage(hits=hits, total=total)

@@ -50,13 +50,13 @@ async def active_path(session: AsyncSession, conversation_id: str) -> tuple[list
     stored = await session.scalar(
         select(Conversation.active_leaf_id).where(Conversation.id == conversation_id)
     )
-    tree = await load_tree(session, conversation_id)
-    path = tree.path_to(current_leaf(tree, stored))
-    if not path:
-        return [], tree
-    rows = await session.scalars(select(Message).where(Message.id.in_(path)))
-    by_id = {row.id: row for row in rows.all()}
-    return [by_id[i] for i in path if i in by_id], tree
+    # Every message in one query, as before branches: most conversations are one branch, where this is
+    # the least work; the alternatives' content is the price for the others (a tree-only query plus the
+    # path's rows measured slower on a linear conversation).
+    rows = (await session.scalars(select(Message).where(Message.conversation_id == conversation_id))).all()
+    tree = MessageTree(Node(row.id, row.parent_id, row.role) for row in rows)
+    by_id = {row.id: row for row in rows}
+    return [by_id[i] for i in tree.path_to(current_leaf(tree, stored))], tree
 
 
 async def _lock_leaf(session: AsyncSession, conversation_id: str) -> int | None:
@@ -70,10 +70,14 @@ async def _lock_leaf(session: AsyncSession, conversation_id: str) -> int | None:
         .execution_options(synchronize_session=False)
     )
     row = result.first()
-    stored = row[0] if row is not None else None
+    return await _leaf_or_newest(session, conversation_id, row[0] if row is not None else None)
+
+
+async def _leaf_or_newest(session: AsyncSession, conversation_id: str, stored: int | None) -> int | None:
+    """The stored leaf (the store only ever sets its own messages), or if none is stored yet, the newest
+    message: messages written without the tree continue after the newest."""
     if stored is not None:
         return int(stored)
-    # Messages written before the tree existed for this conversation, if any: continue after the newest.
     return await session.scalar(
         select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
     )
@@ -106,8 +110,7 @@ async def resolve_parent(
     """The parent of a new question: the active leaf by default, else the named message of this
     conversation (`NotFound` for any other id, whoever's it is)."""
     if parent is ACTIVE_LEAF:
-        tree = await load_tree(session, conversation.id)
-        return current_leaf(tree, conversation.active_leaf_id)
+        return await _leaf_or_newest(session, conversation.id, conversation.active_leaf_id)
     if parent is None:
         return None
     found = await session.scalar(
@@ -120,10 +123,17 @@ async def resolve_parent(
 
 async def question_to_answer_again(session: AsyncSession, conversation: Conversation) -> Message:
     """The last question on the active path, which becomes the leaf: a new answer goes beside the old."""
-    tree = await load_tree(session, conversation.id)
-    path = tree.path_to(current_leaf(tree, conversation.active_leaf_id))
-    question_id = tree.last_of_role(path, "user")
-    question = await session.get(Message, question_id) if question_id is not None else None
+    # Up from the leaf, one primary-key read per step: an answer is a few messages long.
+    current = await _leaf_or_newest(session, conversation.id, conversation.active_leaf_id)
+    question: Message | None = None
+    while current is not None:
+        message = await session.get(Message, current)
+        if message is None or message.conversation_id != conversation.id:
+            break
+        if message.role == "user":
+            question = message
+            break
+        current = message.parent_id
     if question is None:
         raise Conflict("there is no question to answer again yet", code="nothing_to_regenerate")
     conversation.active_leaf_id = question.id
@@ -134,8 +144,10 @@ async def select_branch(
     session: AsyncSession, conversation: Conversation, message_id: int, running: bool
 ) -> None:
     """Show the branch through `message_id`: the leaf becomes the newest message at or below it."""
-    tree = await load_tree(session, conversation.id)
-    if message_id not in tree:
+    found = await session.scalar(
+        select(Message.id).where(Message.id == message_id, Message.conversation_id == conversation.id)
+    )
+    if found is None:
         raise NotFound(f"message {message_id} not found in conversation {conversation.id}")
     if running:
         raise Conflict(
@@ -143,4 +155,8 @@ async def select_branch(
             "switching branch",
             code="run_in_progress",
         )
-    conversation.active_leaf_id = tree.newest_leaf_below(message_id)
+    # The subtree only, down the parent_id index (a child always has a larger id than its parent, so
+    # the newest message below is a leaf).
+    below = select(Message.id).where(Message.id == message_id).cte("below", recursive=True)
+    below = below.union_all(select(Message.id).join(below, Message.parent_id == below.c.id))
+    conversation.active_leaf_id = await session.scalar(select(func.max(below.c.id)))

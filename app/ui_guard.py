@@ -28,8 +28,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import AuthUser, key_prefix
-from app.deps import StoreDep, current_user
+from app.deps import AttachmentsDep, StoreDep, current_user
 from app.errors import ChatstackError, Unauthorized, error_body
+from app.routes.attachments import download_attachment
 from app.routes.conversations import export_conversation
 from app.schemas import ExportFormat
 
@@ -108,6 +109,15 @@ async def export_with_session(
     """`GET /api/conversations/{id}/export` for the page's export links, which cannot carry a key."""
     user, _ = await session_user(request)
     return await export_conversation(conversation_id, user, store, format)
+
+
+@router.get("/conversations/{conversation_id}/attachments/{attachment_id}")
+async def attachment_with_session(
+    conversation_id: str, attachment_id: str, request: Request, attachments: AttachmentsDep
+) -> Response:
+    """An attachment's download for the chips of the page's messages, which cannot carry a key."""
+    user, _ = await session_user(request)
+    return await download_attachment(conversation_id, attachment_id, user, attachments)
 
 
 async def session_user(request: Request) -> tuple[AuthUser, str]:

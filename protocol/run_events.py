@@ -61,6 +61,23 @@ class Source:
 
 
 @dataclass(slots=True, kw_only=True)
+class ToolAttachment:
+    """Something a tool returned besides text (an image, audio, a file), summarised: its content is
+    not carried (clients show what it is, and load nothing)."""
+
+    kind: str = ""
+    """`image`, `audio`, `resource` (embedded) or `resource_link`."""
+    mime_type: str = ""
+    size: int | None = None
+    """Bytes, when known."""
+    name: str = ""
+    """The resource's URI or name, when it has one (untrusted: the tool's)."""
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.kind, "mime_type": self.mime_type, "size": self.size, "name": self.name}
+
+
+@dataclass(slots=True, kw_only=True)
 class ToolCall:
     """A tool call the model asked for; `arguments` is its JSON text as the model wrote it."""
 
@@ -160,6 +177,8 @@ class ToolFinished(EventData):
     duration_ms: float | None = None
     server: str = ""
     """`builtin`, or the MCP server the tool belongs to."""
+    attachments: list[ToolAttachment] = field(default_factory=list)
+    """What the tool returned besides text (MCP images, audio, resources), summarised."""
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -170,6 +189,7 @@ class ToolFinished(EventData):
             "error": self.error,
             "duration_ms": self.duration_ms,
             "server": self.server,
+            "attachments": [a.to_data() for a in self.attachments],
         }
 
 

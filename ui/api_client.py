@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -16,6 +16,9 @@ from pydantic import BaseModel, ValidationError
 from protocol.run_events import TERMINAL_EVENT, RunEvent
 from protocol.sse import SseParser
 from ui.api_models import (
+    LIVE_RUN_STATUSES,
+    ApprovalResult,
+    AttachmentList,
     BackendList,
     Conversation,
     ConversationDetail,
@@ -23,6 +26,8 @@ from ui.api_models import (
     ErrorBody,
     Run,
     RunStarted,
+    SearchResults,
+    ToolList,
     Usage,
 )
 
@@ -152,6 +157,12 @@ class ChatstackClient:
     async def backends(self) -> BackendList:
         return await self._get("/api/backends", BackendList)
 
+    # tools
+
+    async def tools(self) -> ToolList:
+        """Every tool the agent may offer, built-in and MCP, with its approval and status."""
+        return await self._get("/api/tools", ToolList)
+
     # usage
 
     async def usage(self) -> Usage:
@@ -163,8 +174,13 @@ class ChatstackClient:
     async def conversations(self, limit: int = 100) -> ConversationList:
         return await self._get(f"/api/conversations?limit={limit}", ConversationList)
 
-    async def create_conversation(self, backend: str | None = None) -> Conversation:
-        body = {"backend": backend} if backend else {}
+    async def create_conversation(
+        self, backend: str | None = None, tools: list[str] | None = None
+    ) -> Conversation:
+        """A new conversation; `tools` None enables every tool whose approval is not `deny`."""
+        body: dict[str, Any] = {"backend": backend} if backend else {}
+        if tools is not None:
+            body["tools"] = tools
         return await self._call("POST", "/api/conversations", Conversation, json=body)
 
     async def conversation(self, conversation_id: str) -> ConversationDetail:
@@ -177,6 +193,11 @@ class ChatstackClient:
         path = f"/api/conversations/{_seg(conversation_id)}"
         return await self._call("PATCH", path, Conversation, json=body)
 
+    async def set_tools(self, conversation_id: str, tools: list[str] | None) -> Conversation:
+        """Enable exactly `tools` in the conversation (None: every tool whose approval is not `deny`)."""
+        path = f"/api/conversations/{_seg(conversation_id)}"
+        return await self._call("PATCH", path, Conversation, json={"tools": tools})
+
     async def delete_conversation(self, conversation_id: str) -> None:
         await self._request("DELETE", f"/api/conversations/{_seg(conversation_id)}")
 
@@ -187,13 +208,54 @@ class ChatstackClient:
         return await self._call("POST", path, RunStarted, json=body)
 
     async def send_message(
-        self, conversation_id: str, content: str, backend: str | None = None
+        self,
+        conversation_id: str,
+        content: str,
+        backend: str | None = None,
+        *,
+        parent_id: int | Literal["active"] | None = "active",
+        attachments: Sequence[str] = (),
     ) -> RunStarted:
+        """Ask `content`. `parent_id`: the message it follows ("active": the active branch's last;
+        None: a new first message); the parent of an earlier question makes it an edit, a branch.
+        `attachments`: ids of the conversation's files the question is about."""
         body: dict[str, Any] = {"content": content}
         if backend:
             body["backend"] = backend
+        if parent_id != "active":
+            body["parent_id"] = parent_id
+        if attachments:
+            body["attachments"] = list(attachments)
         path = f"/api/conversations/{_seg(conversation_id)}/messages"
         return await self._call("POST", path, RunStarted, json=body)
+
+    async def select_branch(self, conversation_id: str, message_id: int) -> Conversation:
+        """Show the branch through `message_id` (down to the newest message below it)."""
+        path = f"/api/conversations/{_seg(conversation_id)}"
+        return await self._call("PATCH", path, Conversation, json={"active_leaf_id": message_id})
+
+    # search
+
+    async def search(
+        self, query: str, *, limit: int = 20, offset: int = 0, order: Literal["rank", "recent"] = "rank"
+    ) -> SearchResults:
+        """The caller's messages matching `query` (words, "phrases", prefix*)."""
+        params: dict[str, str | int] = {"q": query, "limit": limit, "offset": offset, "order": order}
+        return await self._call("GET", "/api/search", SearchResults, params=params)
+
+    # attachments
+
+    async def upload_attachments(
+        self, conversation_id: str, files: Sequence[tuple[str, bytes]]
+    ) -> AttachmentList:
+        """Attach `files` ((name, content) each) to the conversation: all are stored, or none."""
+        parts = [("file", (name, content, "application/octet-stream")) for name, content in files]
+        path = f"/api/conversations/{_seg(conversation_id)}/attachments"
+        return await self._call("POST", path, AttachmentList, files=parts)
+
+    async def delete_attachment(self, conversation_id: str, attachment_id: str) -> None:
+        path = f"/api/conversations/{_seg(conversation_id)}/attachments/{_seg(attachment_id)}"
+        await self._request("DELETE", path)
 
     # runs
 
@@ -202,6 +264,16 @@ class ChatstackClient:
 
     async def cancel_run(self, run_id: str) -> Run:
         return await self._call("POST", f"/api/runs/{_seg(run_id)}/cancel", Run)
+
+    async def decide_approval(
+        self, run_id: str, call_id: str, *, approve: bool, reason: str | None = None
+    ) -> ApprovalResult:
+        """Approve or deny a tool call the run waits on (`tool.approval_required`); 409 if it no
+        longer waits (decided already, timed out, or the run was stopped)."""
+        body: dict[str, Any] = {"call_id": call_id, "approve": approve}
+        if reason:
+            body["reason"] = reason
+        return await self._call("POST", f"/api/runs/{_seg(run_id)}/approvals", ApprovalResult, json=body)
 
     async def events(self, run_id: str, after: int = 0) -> AsyncIterator[RunEvent]:
         """The run's events after `after`, live, until `run.finished`.
@@ -225,8 +297,9 @@ class ChatstackClient:
                     raise ApiUnreachable(f"lost the event stream of run {run_id}: {exc}") from exc
             else:
                 # The server ends a stream without run.finished only for runs that died with their
-                # process; anything else was a proxy or network cut, so reconnect.
-                if (await self.run(run_id)).status != "running":
+                # process; anything else was a proxy or network cut, so reconnect. (A run paused for an
+                # approval is not over.)
+                if (await self.run(run_id)).status not in LIVE_RUN_STATUSES:
                     return
                 failures += 1
                 if failures > self._max_reconnects:

@@ -62,6 +62,10 @@ class Conversation(_Body):
     backend: str | None = None
     created_at: datetime
     updated_at: datetime
+    tools: list[str] | None = None
+    """The tools enabled in the conversation; None: every tool whose approval is not `deny`."""
+    active_leaf_id: int | None = None
+    """The last message of the branch shown (`PATCH` with another message's id switches branch)."""
 
 
 class ConversationList(_Body):
@@ -93,6 +97,13 @@ class Message(_Body):
     """For an answer: the backend that wrote it (with `auto`, not the conversation's choice)."""
     duration_ms: float | None = None
     """For a tool result: how long the tool took."""
+    parent_id: int | None = None
+    """The message this one follows (None: a first message)."""
+    siblings: list[int] = []
+    """The alternatives at this point (edits of a question, regenerated answers), oldest first, this
+    message included ([] from a server without branches)."""
+    attachments: list[AttachmentRef] = []
+    """The files this message is about."""
 
 
 class RunStarted(_Body):
@@ -103,7 +114,9 @@ class RunStarted(_Body):
     events_url: str
 
 
-RunStatus = Literal["running", "completed", "cancelled", "failed", "interrupted"]
+RunStatus = Literal["running", "awaiting_approval", "completed", "cancelled", "failed", "interrupted"]
+LIVE_RUN_STATUSES = frozenset({"running", "awaiting_approval"})
+"""A run in one of these is not over: `awaiting_approval` is paused until the user decides a call."""
 
 
 class Run(_Body):
@@ -145,6 +158,72 @@ class Usage(_Body):
     used: int = 0
     remaining: int | None = None
     by_backend: list[BackendUsage] = []
+
+
+Approval = Literal["auto", "ask", "deny"]
+
+
+class ToolInfo(_Body):
+    """One tool of `GET /api/tools`. Its description is the server's own text: untrusted."""
+
+    name: str
+    server: str = "builtin"
+    description: str = ""
+    approval: Approval = "auto"
+    status: Literal["available", "unavailable"] = "available"
+    reason: str | None = None
+
+
+class ToolList(_Body):
+    items: list[ToolInfo]
+
+
+class ApprovalResult(_Body):
+    """`POST /api/runs/{id}/approvals`: the decision taken, and the run's status after it."""
+
+    run_id: str
+    call_id: str
+    approved: bool
+    status: RunStatus
+
+
+class AttachmentRef(_Body):
+    """A file attached to a conversation, as a message shows it."""
+
+    id: str
+    name: str
+    media_type: str = ""
+    bytes: int = 0
+
+
+class Attachment(AttachmentRef):
+    """`POST/GET /api/conversations/{id}/attachments`: a stored file."""
+
+    tokens: int = 0
+    pages: int | None = None
+
+
+class AttachmentList(_Body):
+    items: list[Attachment]
+
+
+class SearchHit(_Body):
+    """One message of `GET /api/search`. `snippet` is plain text (the message's own: untrusted);
+    `highlights` are the matched words in it, [start, end) in code points."""
+
+    conversation_id: str
+    conversation_title: str = ""
+    message_id: int
+    role: str = ""
+    snippet: str = ""
+    highlights: list[tuple[int, int]] = []
+    created_at: datetime | None = None
+
+
+class SearchResults(_Body):
+    items: list[SearchHit]
+    total: int = 0
+    has_more: bool = False
 
 
 class ErrorDetail(_Body):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ui.api_models import Message, Run
-from ui.render import ChatItem, RunView, markdown_item
+from ui.attachments import message_chips_html
+from ui.branches import anchor_html, answer_branches_item, mark_answer, question_tools_html
+from ui.markdown import join_blocks, markdown_html
+from ui.render import ChatItem, RunView, chat_item
 
 
 @dataclass(slots=True)
@@ -22,22 +25,48 @@ def conversation_items(
     runs: Sequence[Run],
     live_run_id: str | None,
     conversation_backend: str | None = None,
+    servers: Mapping[str, str] | None = None,
+    *,
+    conversation_id: str = "",
+    session_links: bool = False,
 ) -> list[ChatItem]:
     """The stored conversation as chat messages; the live run's replies are left to its event stream.
 
     `runs` are the conversation's run records, oldest first (outcome and timings of each answer);
-    `conversation_backend` is the backend its answers are expected from (see `render.writers`).
+    `conversation_backend` is the backend its answers are expected from (see `render.writers`);
+    `servers` the server of each tool by name, for the tool steps. Questions carry their pencil,
+    switchers and files (links through the session with `session_links`), answers their switcher.
     """
     by_id = {run.id: run for run in runs}
     items: list[ChatItem] = []
     for turn in turns(messages, [run.id for run in runs]):
         if turn.question is not None:
-            items.append(markdown_item("user", turn.question.content))
+            items.append(question_item(turn.question, conversation_id, session_links))
         if turn.run_id is not None and turn.run_id == live_run_id:
             continue
         run = by_id.get(turn.run_id or "")
-        items.extend(RunView.from_history(turn.replies, run, conversation_backend).messages())
+        answer = RunView.from_history(turn.replies, run, conversation_backend, servers).messages()
+        mark_answer(answer, [m.id for m in turn.replies])
+        items.extend(answer)
+        if turn.replies:
+            first = turn.replies[0]
+            switcher = answer_branches_item(first.id, first.siblings)
+            if switcher is not None:
+                items.append(switcher)
     return items
+
+
+def question_item(question: Message, conversation_id: str, session_links: bool) -> ChatItem:
+    """A question as the user wrote it, then its files, its switcher and its pencil."""
+    return chat_item(
+        "user",
+        join_blocks(
+            anchor_html([question.id]),
+            markdown_html(question.content),
+            message_chips_html(conversation_id, question.attachments, session=session_links),
+            question_tools_html(question.id, question.parent_id, question.siblings, question.content),
+        ),
+    )
 
 
 def turns(messages: Sequence[Message], run_order: Sequence[str]) -> list[Turn]:

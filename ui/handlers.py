@@ -15,12 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
 from ui.api_client import ApiError, ApiUnreachable, ChatstackClient, Unauthorized, export_href
-from ui.api_models import BackendList, ConversationDetail, Usage
+from ui.api_models import BackendList, ConversationDetail, ToolInfo, Usage
+from ui.approval_card import ClickedDecision
+from ui.attachments import composer_chips_html, pending_from
 from ui.backend_menu import backend_choices, backend_info, resolve_choice
+from ui.branches import answer_has_alternatives
 from ui.budget import BUDGET_EXHAUSTED, budget_html, refusal
 from ui.coalesce import coalesce
 from ui.conversation_view import conversation_items
@@ -32,6 +37,7 @@ from ui.screen import (
     account_html,
     signed_out,
 )
+from ui.tools_panel import draft_selection, draft_text, panel_html
 
 MAX_TITLE_CHARS = 200
 CONVERSATIONS_SHOWN = 200
@@ -58,6 +64,8 @@ class Handlers:
         self.clock = clock
         # The same for every user, so one copy serves all sessions.
         self._backends: BackendList | None = None
+        self._tool_servers: dict[str, str] = {}
+        """Each tool's server, by name, as last listed: stored tool steps do not name it."""
 
     def api(self, key: str) -> ChatstackClient:
         """The API as this page's user sees it. Without a key (with authentication on) there is no
@@ -116,7 +124,10 @@ class Handlers:
 
     async def open(self, key: str, conversation_id: str) -> Screen:
         """Show a conversation; if an answer is still being written, the page follows it."""
-        return await self._open(self.api(key), conversation_id)
+        screen = await self._open(self.api(key), conversation_id)
+        # Files uploaded for the next question belong to the conversation they were uploaded to.
+        screen.pending_files, screen.attachments = [], composer_chips_html([])
+        return screen
 
     async def new_chat(self, key: str, backend: str | None) -> Screen:
         """An empty chat; the conversation is created on the server with its first message."""
@@ -124,18 +135,31 @@ class Handlers:
 
     # answering
 
-    async def send(self, key: str, text: str, conversation_id: str, backend: str | None) -> Screen:
+    async def send(
+        self,
+        key: str,
+        text: str,
+        conversation_id: str,
+        backend: str | None,
+        draft_tools: str = "",
+        pending_files: Any = None,
+    ) -> Screen:
+        """`draft_tools`: the tools chosen in a new chat, which this first message creates;
+        `pending_files`: the files uploaded for this question (attachments.pending_state)."""
         if not text.strip():
             return Screen()
         api = self.api(key)
         try:
             if not conversation_id:
-                conversation_id = (await api.create_conversation(backend or None)).id
-            started = await api.send_message(conversation_id, text, backend or None)
+                tools = draft_selection(draft_tools)
+                conversation_id = (await api.create_conversation(backend or None, tools)).id
+            files = [file.id for file in pending_from(pending_files)]
+            started = await api.send_message(conversation_id, text, backend or None, attachments=files)
             screen = await self._show(api, await api.conversation(conversation_id), started.run_id)
         except ApiError as exc:
             return await self._refused(api, exc)
         screen.composer = ""
+        screen.pending_files, screen.attachments = [], composer_chips_html([])
         return screen
 
     async def regenerate(self, key: str, conversation_id: str, backend: str | None) -> Screen:
@@ -160,7 +184,7 @@ class Handlers:
             yield Screen(notice=_problem(exc))
             return
         expected = self._choice(detail.backend)
-        history = await _rendered(detail, run_id, expected)
+        history = await _rendered(detail, run_id, expected, self._tool_servers, self.auth_required)
         view = RunView()
         shown: list[ChatItem] | None = None
         finished: ConversationDetail | None = None
@@ -180,6 +204,9 @@ class Handlers:
         except ApiError as exc:
             view.lose_connection(exc.message if isinstance(exc, ApiUnreachable) else _problem(exc))
         final = history + view.messages()
+        if finished is not None and answer_has_alternatives(finished.messages, run_id):
+            # A regenerated answer: drawn as stored, with its switcher back to the earlier answers.
+            final = await _rendered(finished, None, expected, self._tool_servers, self.auth_required)
         yield Screen(
             # Sending an unchanged chat again would redraw it and close the steps the user opened.
             chat=final if final != shown else None,
@@ -204,7 +231,43 @@ class Handlers:
             return Screen(notice=_problem(exc))
         return Screen()
 
+    async def decide(self, key: str, run_id: str, decision: ClickedDecision | None) -> Screen:
+        """Approve or deny a call the followed run waits on; its stream then shows the decision."""
+        if not run_id or decision is None:
+            return Screen()
+        try:
+            await self.api(key).decide_approval(run_id, decision.call_id, approve=decision.approve)
+        except ApiError as exc:
+            if exc.status == 409:
+                return Screen(notice="That tool call no longer waits: it was decided, timed out or stopped.")
+            return Screen(notice=_problem(exc))
+        return Screen()
+
     # conversation settings
+
+    async def choose_tools(self, key: str, conversation_id: str, selection: list[str] | None) -> Screen:
+        """Enable exactly `selection` in the conversation (from its next message). A new chat keeps it
+        in the page until its first message creates the conversation."""
+        if selection is None:
+            return Screen()
+        if not conversation_id:
+            return Screen(draft_tools=draft_text(selection))
+        api = self.api(key)
+        try:
+            await api.set_tools(conversation_id, selection)
+        except ApiError as exc:
+            # Show what the server holds again, not the toggle it refused.
+            screen = Screen(notice=_problem(exc))
+            with contextlib.suppress(ApiError):
+                detail = await api.conversation(conversation_id)
+                tools = await self._tools_or_none(api)
+                if tools is not None:
+                    # Redrawn even when the HTML is the same as before the click (it is not the same
+                    # as the page's boxes, which the click changed).
+                    revision = f"{self.clock().timestamp():.6f}"
+                    screen.tools_panel = panel_html(tools, detail.tools, revision=revision)
+            return screen
+        return Screen()
 
     async def rename(self, key: str, conversation_id: str, title: str, known_title: str) -> Screen:
         title = " ".join(title.split())[:MAX_TITLE_CHARS]
@@ -291,6 +354,10 @@ class Handlers:
             exports="",
             busy=False,
             confirm_delete=False,
+            tools_panel=await self._tools_panel_or_none(api, None),
+            draft_tools="",
+            pending_files=[],
+            attachments=composer_chips_html([]),
         )
 
     async def _show(
@@ -300,7 +367,8 @@ class Handlers:
             with contextlib.suppress(ApiError):
                 await self._load_backends(api)
         choice = self._choice(detail.backend)
-        chat = await _rendered(detail, live_run_id, choice)
+        panel = await self._tools_panel_or_none(api, detail.tools)
+        chat = await _rendered(detail, live_run_id, choice, self._tool_servers, self.auth_required)
         if live_run_id:
             chat += RunView().messages()  # "Thinking…" until the stream catches up
         return Screen(
@@ -314,7 +382,23 @@ class Handlers:
             exports=exports_html(detail.id, session=self.auth_required),
             busy=live_run_id is not None,
             confirm_delete=False,
+            tools_panel=panel,
+            draft_tools="",
         )
+
+    async def _tools_or_none(self, api: ChatstackClient) -> list[ToolInfo] | None:
+        try:
+            tools = (await api.tools()).items
+        except ApiError as exc:
+            return [] if exc.status == 404 else None  # [] from a server without tools
+        self._tool_servers = {tool.name: tool.server for tool in tools}
+        return tools
+
+    async def _tools_panel_or_none(self, api: ChatstackClient, selection: list[str] | None) -> str | None:
+        """The tools panel for a conversation with `selection`; None (left as it is) if the API
+        could not list the tools."""
+        tools = await self._tools_or_none(api)
+        return None if tools is None else panel_html(tools, selection)
 
     async def _load_backends(self, api: ChatstackClient) -> BackendList:
         self._backends = await api.backends()
@@ -364,11 +448,22 @@ class Handlers:
 
 
 async def _rendered(
-    detail: ConversationDetail, live_run_id: str | None, backend: str | None
+    detail: ConversationDetail,
+    live_run_id: str | None,
+    backend: str | None,
+    servers: Mapping[str, str] | None = None,
+    session_links: bool = False,
 ) -> list[ChatItem]:
     """The stored conversation as chat messages. Rendering a long conversation's Markdown takes tens
     of milliseconds: in a thread, not on the event loop that streams every user's answers."""
-    return await asyncio.to_thread(conversation_items, detail.messages, detail.runs, live_run_id, backend)
+    return await asyncio.to_thread(
+        partial(conversation_items, conversation_id=detail.id, session_links=session_links),
+        detail.messages,
+        detail.runs,
+        live_run_id,
+        backend,
+        servers,
+    )
 
 
 def exports_html(conversation_id: str, *, session: bool = False) -> str:

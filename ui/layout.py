@@ -7,6 +7,9 @@ from typing import Any
 
 import gradio as gr
 
+from ui import approval_card, branches, search_panel, tools_panel
+from ui import attachments as attachment_ui
+from ui.attachments import composer_chips_html
 from ui.screen import NEW_CHAT_TITLE, Screen
 
 REFRESH_BACKENDS_S = 30.0
@@ -62,6 +65,22 @@ class Page:
     new_chat: gr.Button
     cancel_delete: gr.Button
     confirm_delete: gr.Button
+    tools_panel: gr.HTML
+    """The open conversation's tools (tools_panel.py); a toggle arrives as its `input` event."""
+    draft_tools: gr.State
+    approvals: gr.HTML
+    branch_actions: gr.HTML
+    """Not shown: an edit or a switch of branch in the chat arrives as its `click` event (branches.py)."""
+    search: gr.Textbox
+    search_results: gr.HTML
+    """A click on a result arrives as its `click` event (search_panel.py)."""
+    focus: gr.Textbox
+    """The message to scroll to once the chat is drawn; its change runs the page's script only."""
+    attach: gr.UploadButton
+    attachments: gr.HTML
+    """The files for the next question; a click on a chip's × arrives as its `click` event."""
+    pending_files: gr.State
+    """Not shown: a click on an approval card's button arrives as its `click` event (approval_card.py)."""
 
     def changes(self, screen: Screen) -> list[tuple[Any, Any]]:
         """(component, Gradio update) for everything a `Screen` can change; None fields are skipped."""
@@ -94,6 +113,24 @@ class Page:
             (self.account, _value(screen.account)),
             (self.key_input, _value(screen.key_input)),
             (self.sign_in_error, _value(screen.sign_in_error)),
+            (
+                self.tools_panel,
+                _update(
+                    value=screen.tools_panel,
+                    visible=None if screen.tools_panel is None else bool(screen.tools_panel),
+                ),
+            ),
+            (self.draft_tools, _value(screen.draft_tools)),
+            (self.pending_files, _value(screen.pending_files)),
+            (self.attachments, _value(screen.attachments)),
+            (
+                self.search_results,
+                _update(
+                    value=screen.search_results,
+                    visible=None if screen.search_results is None else bool(screen.search_results),
+                ),
+            ),
+            (self.focus, _value(screen.focus)),
         ]
 
     @property
@@ -139,6 +176,9 @@ def build_page(auth_required: bool) -> Page:
     conversation_id = gr.Textbox(value="", visible=False)
     live_run = gr.Textbox(value="", visible=False)
     known_title = gr.State(NEW_CHAT_TITLE)
+    draft_tools = gr.State("")
+    pending_files = gr.State([])
+    focus = gr.Textbox(value="", visible=False)
     with gr.Column(visible=False, elem_id="cs-sign-in") as sign_in_view:
         gr.HTML(SIGN_IN_INTRO, js_on_load=None)
         key_input = gr.Textbox(
@@ -154,6 +194,18 @@ def build_page(auth_required: bool) -> Page:
     with gr.Sidebar(width=280, elem_id="cs-sidebar", label="Conversations", visible=chat_shown) as sidebar:
         gr.HTML('<div class="cs-brand">chat<span>stack</span></div>', js_on_load=None)
         new_chat = gr.Button("New chat", variant="primary", elem_id="cs-new-chat")
+        search = gr.Textbox(
+            placeholder="Search messages…",
+            label="Search messages",
+            show_label=False,
+            container=False,
+            max_lines=1,
+            max_length=search_panel.MAX_QUERY_CHARS,
+            elem_id="cs-search",
+        )
+        search_results = gr.HTML(
+            "", elem_id="cs-search-results", visible=False, js_on_load=search_panel.HITS_JS
+        )
         conversations = gr.Radio(
             choices=[], label="Conversations", show_label=False, container=False, elem_id="cs-conversations"
         )
@@ -200,6 +252,11 @@ def build_page(auth_required: bool) -> Page:
             confirm_delete = gr.Button(
                 "Delete", size="sm", variant="stop", elem_id="cs-confirm-delete", scale=0, min_width=80
             )
+        tools = gr.HTML("", elem_id="cs-tools", visible=False, js_on_load=tools_panel.CHANGES_JS)
+        approvals = gr.HTML("", elem_id="cs-approvals", visible="hidden", js_on_load=approval_card.CLICKS_JS)
+        branch_actions = gr.HTML(
+            "", elem_id="cs-branch-actions", visible="hidden", js_on_load=branches.ACTIONS_JS
+        )
         chat = gr.Chatbot(
             value=[],
             show_label=False,
@@ -220,7 +277,18 @@ def build_page(auth_required: bool) -> Page:
             latex_delimiters=[],
             allow_tags=False,
         )
+        attachments = gr.HTML(
+            composer_chips_html([]), elem_id="cs-attachments", js_on_load=attachment_ui.DROP_JS
+        )
         with gr.Row(elem_id="cs-composer", equal_height=True):
+            attach = gr.UploadButton(
+                "📎",
+                file_count="multiple",
+                elem_id="cs-attach",
+                scale=0,
+                min_width=44,
+                variant="secondary",
+            )
             composer = gr.Textbox(
                 placeholder="Message chatstack…",
                 label="Message",
@@ -263,4 +331,14 @@ def build_page(auth_required: bool) -> Page:
         new_chat=new_chat,
         cancel_delete=cancel_delete,
         confirm_delete=confirm_delete,
+        tools_panel=tools,
+        draft_tools=draft_tools,
+        approvals=approvals,
+        branch_actions=branch_actions,
+        search=search,
+        search_results=search_results,
+        focus=focus,
+        attach=attach,
+        attachments=attachments,
+        pending_files=pending_files,
     )

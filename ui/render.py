@@ -22,8 +22,10 @@ from gradio.components.chatbot import MetadataDict, NormalizedMessageDict
 
 from protocol import run_events
 from protocol.run_events import RunEvent, Source
-from ui.api_models import AUTO_BACKEND, Message, Run, RunStatus
+from ui.api_models import AUTO_BACKEND, LIVE_RUN_STATUSES, Message, Run, RunStatus
+from ui.approval_card import ApprovalCard, Decision, card_html
 from ui.markdown import StreamingMarkdown, join_blocks, markdown_html
+from ui.tool_attachments import summaries
 
 ChatItem = NormalizedMessageDict
 """One Chatbot message; the content is text parts, which Gradio shows one after the other (`str`
@@ -125,6 +127,10 @@ class ToolStep:
     sources: list[Source] = field(default_factory=list)
     error: str | None = None
     duration_ms: float | None = None
+    server: str = ""
+    """`builtin` or the MCP server the tool comes from ("" when not known)."""
+    attachments: list[run_events.ToolAttachment] = field(default_factory=list)
+    """What it returned besides text (live only: stored tool messages do not keep it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +144,7 @@ class Timings:
 class RunView:
     """One answer as it is shown, built from live events or from the stored conversation."""
 
-    parts: list[TextPart | ToolStep] = field(default_factory=list)
+    parts: list[TextPart | ToolStep | ApprovalCard] = field(default_factory=list)
     outcome: RunStatus | None = None
     """None while the answer is still running."""
     error_code: str | None = None
@@ -165,14 +171,20 @@ class RunView:
         elif isinstance(data, run_events.MessageCompleted):
             self._completed(data.content, _text_status(data.status))
         elif isinstance(data, run_events.ToolStarted):
-            self._tool_started(data.call_id, data.name, data.arguments)
+            self._tool_started(data.call_id, data.name, data.arguments, data.server)
         elif isinstance(data, run_events.ToolFinished):
-            step = self._tool_started(data.call_id, data.name, None)
+            step = self._tool_started(data.call_id, data.name, None, data.server)
             step.done = True
             step.output = data.output
             step.sources = list(data.sources)
             step.error = data.error or None
             step.duration_ms = data.duration_ms
+            step.attachments = list(data.attachments)
+        elif isinstance(data, run_events.ToolApprovalRequired):
+            self._approval_required(data)
+        elif isinstance(data, run_events.ToolApprovalResolved):
+            for card in self._cards(data.call_id):
+                card.decision = Decision(data.approved, data.by, data.reason)
         elif isinstance(data, run_events.BackendStarting):
             self.starting = (data.backend, data.timeout_s)
         elif isinstance(data, run_events.BackendReady):
@@ -192,9 +204,15 @@ class RunView:
 
     @classmethod
     def from_history(
-        cls, replies: Sequence[Message], run: Run | None, conversation_backend: str | None = None
+        cls,
+        replies: Sequence[Message],
+        run: Run | None,
+        conversation_backend: str | None = None,
+        servers: Mapping[str, str] | None = None,
     ) -> RunView:
-        """A finished answer from its stored assistant and tool messages, and its run record."""
+        """A finished answer from its stored assistant and tool messages, and its run record.
+        `servers` names the server of each tool (stored messages do not), as `GET /api/tools` does."""
+        servers = servers or {}
         view = cls(answered_by=writers(replies, conversation_backend))
         steps: dict[str, ToolStep] = {}
         for message in replies:
@@ -202,12 +220,16 @@ class RunView:
                 if message.content or message.status != "complete":
                     view.parts.append(TextPart(message.content, message.status))
                 for call in message.tool_calls:
-                    step = ToolStep(call.id, call.name, _parse_arguments(call.arguments))
+                    arguments = _parse_arguments(call.arguments)
+                    step = ToolStep(call.id, call.name, arguments, server=servers.get(call.name, ""))
                     steps[call.id] = step
                     view.parts.append(step)
             elif message.role == "tool":
                 step = steps.get(message.tool_call_id or "") or ToolStep(
-                    message.tool_call_id or "", message.name or "tool", {}
+                    message.tool_call_id or "",
+                    message.name or "tool",
+                    {},
+                    server=servers.get(message.name or "", ""),
                 )
                 if step.call_id not in steps:
                     view.parts.append(step)
@@ -222,7 +244,8 @@ class RunView:
         else:
             view.error_code, view.error_message = run.error_code, run.error_message
             timings = Timings(run.ttft_ms, run.total_ms, run.tool_calls)
-            view._finish(run.status, timings if run.status != "running" else None)
+            live = run.status in LIVE_RUN_STATUSES
+            view._finish("running" if live else run.status, None if live else timings)
         return view
 
     def messages(self) -> list[ChatItem]:
@@ -230,6 +253,8 @@ class RunView:
         for part in self.parts:
             if isinstance(part, ToolStep):
                 items.append(tool_step_item(part))
+            elif isinstance(part, ApprovalCard):
+                items.append(chat_item("assistant", card_html(part)))
             elif part.text.strip():
                 items.append(chat_item("assistant", part.html()))
         if self.error_code:
@@ -248,6 +273,8 @@ class RunView:
         last = self.parts[-1] if self.parts else None
         if isinstance(last, ToolStep):
             return not last.done
+        if isinstance(last, ApprovalCard):
+            return last.waiting  # the card says what the answer waits for
         return isinstance(last, TextPart) and last.status == "streaming" and bool(last.text)
 
     def _streaming_part(self) -> TextPart | None:
@@ -271,14 +298,23 @@ class RunView:
         if not content:
             self.parts.remove(part)
 
-    def _tool_started(self, call_id: str, name: str, arguments: Any) -> ToolStep:
+    def _tool_started(self, call_id: str, name: str, arguments: Any, server: str = "") -> ToolStep:
         for part in self.parts:
             if isinstance(part, ToolStep) and part.call_id == call_id:
+                part.server = part.server or server
                 return part
         args: dict[str, Any] | str = arguments if isinstance(arguments, dict | str) else {}
-        step = ToolStep(call_id, name or "tool", args)
+        step = ToolStep(call_id, name or "tool", args, server=server)
         self.parts.append(step)
         return step
+
+    def _cards(self, call_id: str) -> list[ApprovalCard]:
+        return [p for p in self.parts if isinstance(p, ApprovalCard) and p.call_id == call_id]
+
+    def _approval_required(self, data: run_events.ToolApprovalRequired) -> None:
+        if self._cards(data.call_id):
+            return  # the same request again (a resumed run announces nothing twice, but be sure)
+        self.parts.append(ApprovalCard(data.call_id, data.name, data.server, data.arguments, data.expires_at))
 
     def _finish(self, outcome: RunStatus, timings: Timings | None) -> None:
         self.outcome, self.timings = outcome, timings
@@ -288,6 +324,8 @@ class RunView:
                 part.status = final
             elif isinstance(part, ToolStep):
                 part.done = True
+            elif isinstance(part, ApprovalCard) and part.decision is None and outcome != "running":
+                part.closed = True
 
 
 THINKING = '<span class="cs-thinking" aria-label="Thinking">Thinking…</span>'
@@ -319,7 +357,10 @@ def tool_title(step: ToolStep) -> str:
         subject = shorten(tool_arguments_text(step, "expression"), MAX_TITLE_ARG_CHARS)
         verbs = ("Calculating", "Calculated", "Calculation failed")
     else:
-        subject = step.name
+        # MCP tools' names and their servers' are untrusted: bounded like any argument.
+        subject = shorten(step.name, MAX_TITLE_ARG_CHARS)
+        if step.server and step.server != "builtin":
+            subject = f"{subject} · {shorten(step.server, MAX_TITLE_ARG_CHARS)}"
         verbs = ("Using", "Used", "Failed")
     verb = verbs[2] if step.error else verbs[1] if step.done else verbs[0]
     # Gradio renders thought titles as Markdown.
@@ -337,7 +378,27 @@ def tool_body(step: ToolStep) -> str:
         expression = inline_code(tool_arguments_text(step, "expression"))
         return f"{expression} = **{md_escape(step.output.strip())}**"
     arguments = step.arguments if isinstance(step.arguments, str) else json.dumps(step.arguments)
-    return f"Arguments: {inline_code(arguments)}\n\n{code_block(shorten_block(step.output))}"
+    body = f"Arguments: {inline_code(arguments)}\n\n{code_block(shorten_block(step.output))}"
+    returned = attachments_markdown(step.attachments)
+    return f"{body}\n\n{returned}" if returned else body
+
+
+def attachments_markdown(attachments: Sequence[run_events.ToolAttachment]) -> str:
+    """What a tool returned besides text, listed (names as code: no name becomes a link)."""
+    shown, more = summaries(attachments)
+    if not shown:
+        return ""
+    lines = []
+    for item in shown:
+        line = f"- {item.label}"
+        if item.name:
+            line += f" {inline_code(item.name)}"
+        if item.details:
+            line += f" ({md_escape(item.details)})"
+        lines.append(line)
+    if more:
+        lines.append(f"- and {more} more")
+    return "Also returned (not loaded):\n\n" + "\n".join(lines)
 
 
 def shorten_block(text: str, limit: int = MAX_TOOL_OUTPUT_CHARS) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Any
 
 from ui.render import ChatItem
 
@@ -38,6 +39,18 @@ class Screen:
     """A short message shown as a warning toast: something the user asked for was refused."""
     budget: str | None = None
     """The token budget in the sidebar (HTML; "" hides it: no budget is set)."""
+    tools_panel: str | None = None
+    """The open conversation's tools panel (HTML, see tools_panel.py; "" hides it)."""
+    draft_tools: str | None = None
+    """A new chat's tool selection until its first message creates it (`tools_panel.draft_text`)."""
+    pending_files: list[dict[str, Any]] | None = None
+    """The files uploaded for the next question (attachments.pending_state; [] for none)."""
+    attachments: str | None = None
+    """The chips of those files on the composer, and why an upload failed (HTML)."""
+    search_results: str | None = None
+    """The results under the search box (HTML; "" hides them)."""
+    focus: str | None = None
+    """A message to scroll to and highlight once the chat is drawn (search_panel.focus_value)."""
 
     # signing in (only with authentication on)
     signed_in: bool | None = None
@@ -82,6 +95,8 @@ def signed_out(reason: str = "", *, keep_conversation: bool = False) -> Screen:
         confirm_delete=False,
         signed_in=False,
         budget="",
+        tools_panel="",
+        draft_tools="",
         account="",
         key_input="",
         sign_in_error=sign_in_message(reason),

@@ -14,6 +14,10 @@ import gradio as gr
 from gradio.events import Dependency
 
 from ui.api_client import Unauthorized
+from ui.approval_card import clicked_decision
+from ui.attachments import removed_attachment
+from ui.branches import branch_action
+from ui.chat_actions import ChatActions
 from ui.handlers import Handlers
 from ui.layout import Page, build_page
 from ui.page_js import (
@@ -26,6 +30,8 @@ from ui.page_js import (
     WRITE_URL_JS,
 )
 from ui.screen import Screen, session_ended
+from ui.search_panel import FOCUS_JS, jump_from
+from ui.tools_panel import selection_from
 
 PAGE_TITLE = "chatstack"
 
@@ -93,7 +99,7 @@ def _wire(blocks: gr.Blocks, page: Page, handlers: Handlers) -> None:
         )
     )
 
-    send_inputs = [page.composer, page.conversation_id, page.backend]
+    send_inputs = [page.composer, page.conversation_id, page.backend, page.draft_tools, page.pending_files]
     quiet: dict[str, Any] = {"outputs": out, "show_progress": "hidden"}
     guarded(page.composer.submit(once(handlers.send), inputs=send_inputs, **quiet))
     guarded(page.send.click(once(handlers.send), inputs=send_inputs, **quiet))
@@ -119,6 +125,57 @@ def _wire(blocks: gr.Blocks, page: Page, handlers: Handlers) -> None:
     )
 
     guarded(page.refresh.tick(once(handlers.refresh_backends), inputs=[page.backend], **quiet))
+
+    # Both carry what the browser chose as their event's data (see tools_panel.py, approval_card.py).
+    with_data = with_data_for(once)
+    guarded(
+        page.tools_panel.input(
+            with_data(handlers.choose_tools, selection_from),
+            inputs=[page.conversation_id],
+            trigger_mode="always_last",
+            **quiet,
+        )
+    )
+    guarded(
+        page.approvals.click(with_data(handlers.decide, clicked_decision), inputs=[page.live_run], **quiet)
+    )
+    _wire_conversation_tools(page, ChatActions(handlers), once, guarded, navigation, quiet)
+
+
+def _wire_conversation_tools(
+    page: Page,
+    actions: ChatActions,
+    once: Callable[[Handler], Callable[..., Awaitable[list[Any]]]],
+    guarded: Callable[[Dependency], Dependency],
+    navigation: dict[str, Any],
+    quiet: dict[str, Any],
+) -> None:
+    """Branches, search and attachments (chat_actions.py)."""
+    with_data = with_data_for(once)
+    guarded(
+        page.branch_actions.click(
+            with_data(actions.branch, branch_action), inputs=[page.conversation_id, page.backend], **quiet
+        )
+    )
+    guarded(page.search.submit(once(actions.search), inputs=[page.search], **quiet))
+    guarded(page.search_results.click(with_data(actions.jump, jump_from), **navigation))
+    page.focus.change(None, inputs=[page.focus], js=FOCUS_JS)
+    guarded(
+        page.attach.upload(
+            once(actions.attach),
+            inputs=[page.attach, page.conversation_id, page.backend, page.draft_tools, page.pending_files],
+            outputs=page.outputs,
+            show_progress="minimal",
+            show_progress_on=[page.attachments],
+        )
+    )
+    guarded(
+        page.attachments.click(
+            with_data(actions.unattach, removed_attachment),
+            inputs=[page.conversation_id, page.pending_files],
+            **quiet,
+        )
+    )
 
 
 def _guarded_for(auth_required: bool) -> Callable[[Dependency], Dependency]:
@@ -159,6 +216,21 @@ def once_for(page: Page) -> Callable[[Handler], Callable[..., Awaitable[list[Any
         return run
 
     return once
+
+
+def with_data_for(
+    once: Callable[[Handler], Callable[..., Awaitable[list[Any]]]],
+) -> Callable[[Handler, Callable[[Any], Any]], Callable[..., Awaitable[list[Any]]]]:
+    """`once` for a handler that also takes the data the page's script sent with the event, read by
+    `parse` (untrusted: it returns None for anything it does not accept), as its last argument."""
+
+    def with_data(handler: Handler, parse: Callable[[Any], Any]) -> Callable[..., Awaitable[list[Any]]]:
+        async def run(request: gr.Request, event: gr.EventData, *args: Any) -> list[Any]:
+            return await once(handler)(request, *args, parse(getattr(event, "_data", None)))
+
+        return run
+
+    return with_data
 
 
 def stream_for(

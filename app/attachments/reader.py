@@ -9,7 +9,12 @@ small JSON (`tools.worker_protocol.MAX_FRAME_BYTES`), and a document's text can 
 
 from __future__ import annotations
 
+import io
 from typing import Any
+
+# Imported with the module, so that a warm worker has pypdf loaded before the first PDF arrives.
+from pypdf import PdfReader, apply_configuration
+from pypdf.errors import FileNotDecryptedError, LimitReachedError
 
 from app.attachments import kinds
 
@@ -50,11 +55,6 @@ def read_file(path: str, out_path: str, name: str, max_pages: int, max_chars: in
 
 
 def _read_pdf(data: bytes, out_path: str, max_pages: int, max_chars: int) -> dict[str, Any]:
-    import io
-
-    from pypdf import PdfReader, apply_configuration
-    from pypdf.errors import FileNotDecryptedError, LimitReachedError
-
     try:
         with apply_configuration(**PDF_LIMITS):
             reader = PdfReader(io.BytesIO(data))

@@ -55,8 +55,7 @@ class ConversationDocuments:
             for message_id, content in messages.items()
             if documents.get(message_id)
         }
-        names = [d.name for docs in documents.values() for d in docs]
-        tool = DocumentSearch(self._searcher(conversation_id), list(dict.fromkeys(names)))
+        tool = DocumentSearch(self._searcher(conversation_id))
         return RunDocuments({tool.name: tool} if searchable else {}, attached)
 
     def _searcher(self, conversation_id: str) -> Searcher:

@@ -11,7 +11,7 @@ from app.attachments.errors import AttachmentLimit
 from app.attachments.extraction import extract
 from app.attachments.kinds import PDF
 from app.attachments.store import AttachmentInfo, AttachmentStore, NewAttachment
-from app.attachments.uploads import UploadedFile, read_files
+from app.attachments.uploads import TooManyFiles, UploadedFile, read_files
 from app.errors import InvalidRequest
 from app.schemas import AttachmentRef, MessageOut
 from app.settings import Settings
@@ -38,9 +38,14 @@ class Attachments:
         held = len(await self.records.of_conversation(conversation_id))
         if held >= limit:
             raise AttachmentLimit(f"a conversation may hold {limit} files; delete some first")
-        files = await read_files(
-            content_type, body, max_file_bytes=self.settings.attachment_max_bytes, max_files=limit - held
-        )
+        try:
+            files = await read_files(
+                content_type, body, max_file_bytes=self.settings.attachment_max_bytes, max_files=limit - held
+            )
+        except TooManyFiles:
+            raise AttachmentLimit(
+                f"a conversation may hold {limit} files; this one has room for {limit - held} more"
+            ) from None
         # One at a time: the reader pool has one worker, and a refused file ends the upload early.
         items = [await self._prepare(file) for file in files]
         return await self.records.add(conversation_id, user_id, items, max_files=limit)

@@ -3,7 +3,7 @@
 The attachments' own tables, on the main store's sessions (and, on SQLite, its queue of writes).
 Every read and write is scoped to a conversation of the caller: another user's ids are not found.
 Searches use the full-text indexes migration 0008 made: FTS5 `attachment_chunks_fts` on SQLite, the
-GIN index on `to_tsvector('simple', text)` on PostgreSQL, with the query compiled by
+GIN-indexed stored `search_vector` on PostgreSQL, with the query compiled by
 `app.search_query` exactly as message search compiles it.
 """
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 MAX_REFERENCED = 20
 """Attachments one message may reference."""
+CHUNK_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +98,15 @@ _SQLITE_SEARCH = text(
     LIMIT :limit
     """
 )
-# The expression is the index's own (migration 0008), so that the GIN index answers the `@@`.
+# `search_vector` is the passages' stored tsvector, GIN-indexed (migration 0008).
 _PG_SEARCH = text(
     """
     WITH q AS (SELECT to_tsquery('simple'::regconfig, :tsquery) AS query)
     SELECT c.attachment_id, a.name, c.seq, c.location, c.text
     FROM attachment_chunks c
     JOIN attachments a ON a.id = c.attachment_id, q
-    WHERE c.conversation_id = :conversation_id
-      AND to_tsvector('simple'::regconfig, c.text) @@ q.query
-    ORDER BY ts_rank(to_tsvector('simple'::regconfig, c.text), q.query, 1) DESC, c.id
+    WHERE c.conversation_id = :conversation_id AND c.search_vector @@ q.query
+    ORDER BY ts_rank(c.search_vector, q.query, 1) DESC, c.id
     LIMIT :limit
     """
 )
@@ -168,8 +168,9 @@ class AttachmentStore:
                 for row, item in rows
                 for chunk in item.chunks
             ]
-            if chunks:
-                await session.execute(insert(AttachmentChunk), chunks)
+            # In batches: thousands of rows encoded at once would hold the event loop for 100+ ms.
+            for start in range(0, len(chunks), CHUNK_BATCH):
+                await session.execute(insert(AttachmentChunk), chunks[start : start + CHUNK_BATCH])
             return [
                 AttachmentInfo(
                     r.id, r.conversation_id, r.name, r.media_type, r.size, r.tokens, r.pages, r.created_at

@@ -34,6 +34,10 @@ MAX_FIELDS = 16
 _SPACES = re.compile(r"\s+")
 
 
+class TooManyFiles(InvalidRequest):
+    """More files than `read_files` was told to take."""
+
+
 @dataclass(slots=True)
 class UploadedFile:
     name: str
@@ -96,7 +100,7 @@ class _Collector:
                 raise InvalidRequest(f"an upload may have at most {MAX_FIELDS} form fields besides files")
             return
         if len(self.files) >= self.max_files:
-            raise InvalidRequest(f"an upload may carry at most {self.max_files} files", code="too_many_files")
+            raise TooManyFiles(f"an upload may carry at most {self.max_files} files", code="too_many_files")
         # Browsers send the name as UTF-8 bytes; the parser hands them over as Latin-1.
         name = options[b"filename"].decode("utf-8", errors="replace")
         self._current = UploadedFile(clean_name(name))

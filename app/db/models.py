@@ -249,7 +249,7 @@ class MessageAttachment(Base):
 
 class AttachmentChunk(Base):
     """A passage of an attachment's text, indexed for full-text search (SQLite FTS5 table
-    `attachment_chunks_fts`, PostgreSQL GIN index on `to_tsvector`: both made by migration 0008)."""
+    `attachment_chunks_fts`; PostgreSQL generated `search_vector`, GIN-indexed: made by migration 0008)."""
 
     __tablename__ = "attachment_chunks"
     __table_args__ = (Index("ix_attachment_chunks_attachment", "attachment_id", "seq"),)

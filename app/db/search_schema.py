@@ -16,7 +16,7 @@ _PG_INDEX = "ix_messages_search_vector"
 ATTACHMENT_FTS_TABLE = "attachment_chunks_fts"
 """SQLite: the FTS5 index of attachments' passages (migration 0008; rowid = attachment_chunks.id)."""
 _PG_ATTACHMENT_INDEX = "ix_attachment_chunks_fts"
-"""PostgreSQL: the GIN index on the passages' `to_tsvector('simple', text)` (migration 0008)."""
+"""PostgreSQL: the GIN index on the passages' `search_vector` (migration 0008)."""
 
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
@@ -25,7 +25,7 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | 
         return True
     if type_ == "table":
         return not any(name == t or name.startswith(t + "_") for t in (FTS_TABLE, ATTACHMENT_FTS_TABLE))
-    if type_ == "column" and parent_names.get("table_name") == "messages":
+    if type_ == "column" and parent_names.get("table_name") in ("messages", "attachment_chunks"):
         return name != TSVECTOR_COLUMN
     if type_ == "index":
         return name not in (_PG_INDEX, _PG_ATTACHMENT_INDEX)

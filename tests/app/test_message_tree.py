@@ -1,4 +1,4 @@
-"""The message tree's pure logic: active path, alternatives, and where a switch of branch lands."""
+"""The message tree's pure logic: the active path and the alternatives at each point."""
 
 from __future__ import annotations
 
@@ -43,23 +43,6 @@ def test_siblings_are_the_alternatives_in_order_including_itself() -> None:
     assert t.siblings(404) == []
 
 
-def test_switching_lands_on_the_newest_message_below() -> None:
-    t = tree()
-    assert t.newest_leaf_below(5) == 8  # the branch's latest answer, not its first child's
-    assert t.newest_leaf_below(3) == 4
-    assert t.newest_leaf_below(7) == 7
-    assert t.newest_leaf_below(1) == 8
-    assert t.newest_leaf_below(9) == 9
-
-
-def test_last_question_on_the_path() -> None:
-    t = tree()
-    assert t.last_of_role(t.path_to(8), "user") == 5
-    assert t.last_of_role(t.path_to(2), "user") == 1
-    assert t.last_of_role([], "user") is None
-
-
 def test_a_cycle_in_bad_data_does_not_hang() -> None:
     t = MessageTree([Node(1, 2, "user"), Node(2, 1, "assistant")])
     assert t.path_to(2) == [1, 2]
-    assert t.newest_leaf_below(1) == 2

@@ -62,6 +62,23 @@ async def uploaded(client: httpx.AsyncClient, cid: str, files: dict[str, bytes])
     return items
 
 
+BOUNDARY = "chatstack-test-boundary"
+MULTIPART = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+async def multipart_stream(files: dict[str, bytes]) -> AsyncIterator[bytes]:
+    """A multipart body sent in 64 KiB pieces, without a Content-Length."""
+    for name, data in files.items():
+        yield (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        for start in range(0, len(data), 65536):
+            yield data[start : start + 65536]
+        yield b"\r\n"
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -270,12 +287,24 @@ async def test_upload_limits_and_malformed_uploads(client: httpx.AsyncClient) ->
     # The larger limit is the upload route's only: a JSON body of 2 MB is still too large elsewhere.
     message = await client.post(f"/api/conversations/{cid}/messages", json={"content": "y" * MAX_BYTES})
     assert_error(message, 413, "payload_too_large")
+    # Without a declared length (chunked), the upload is counted as it streams.
+    streamed = await client.post(
+        url, content=multipart_stream({"s.txt": b"streamed\n" * 10_000}), headers=MULTIPART
+    )
+    assert streamed.status_code == 201, streamed.text
+    three = {f"{i}.txt": b"c" * (MAX_BYTES - 1000) for i in range(3)}  # each within its limit, not together
+    assert_error(
+        await client.post(url, content=multipart_stream(three), headers=MULTIPART), 413, "payload_too_large"
+    )
     # A file of exactly the limit passes.
     [exact] = await uploaded(client, cid, {"exact.txt": b"b" * MAX_BYTES})
     assert exact["bytes"] == MAX_BYTES
-    # The conversation holds at most 10 files.
-    await uploaded(client, cid, {f"n{i}.txt": b"note %d" % i for i in range(9)})
+    # The conversation holds at most 10 files (it has 2).
+    notes = {f"n{i}.txt": b"note %d" % i for i in range(9)}
+    assert_error(await upload(client, cid, notes), 409, "too_many_attachments")
+    await uploaded(client, cid, dict(list(notes.items())[:8]))
     assert_error(await upload(client, cid, {"one-more.txt": b"no room"}), 409, "too_many_attachments")
+    assert len((await client.get(url)).json()["items"]) == 10
     assert_error(await upload(client, "0" * 32, {"a.txt": b"a"}), 404, "not_found")
 
 

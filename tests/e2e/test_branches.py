@@ -5,13 +5,14 @@ The scripted backend's `history` directive answers with what it was sent: that i
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.processes import start_chatstack
+from tests.support.processes import start_chatstack, users_cli
 from tests.support.sse import answer_text, ask, new_conversation, read_events, start_message
 
 pytestmark = pytest.mark.slow
@@ -249,5 +250,41 @@ async def test_branches_survive_a_restart(chatstack_env: dict[str, str], log_dir
             assert contents(await detail(client, cid)) == ["first", "Echo: first", "second", "Echo: second"]
             await switch(client, cid, edited)
             assert await detail(client, cid) == before
+    finally:
+        server.stop()
+
+
+async def test_another_users_messages_are_not_parents(chatstack_env: dict[str, str], log_dir: Path) -> None:
+    env = {**chatstack_env, "CHATSTACK_AUTH": "on", "CHATSTACK_RATE_LIMIT_PER_MINUTE": "6000"}
+    keys = {}
+    for who in ("owner", "other"):
+        created = users_cli(env, "create", f"branch-{who}-{uuid.uuid4().hex[:8]}")
+        assert created.returncode == 0, created.stderr
+        keys[who] = created.stdout.strip().splitlines()[-1]
+    server = start_chatstack(env, log_dir)
+    try:
+        owner, other = (
+            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {k}"}, timeout=30)
+            for k in (keys["owner"], keys["other"])
+        )
+        async with owner, other:
+            theirs = await new_conversation(owner)
+            await ask(owner, theirs, "private")
+            secret = (await detail(owner, theirs))["messages"][0]["id"]
+            mine = await new_conversation(other)
+            await ask(other, mine, "mine")
+            # Another user's message is not found, as a parent or as a branch to show...
+            response = await other.post(
+                f"/api/conversations/{mine}/messages", json={"content": "x", "parent_id": secret}
+            )
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "not_found"
+            response = await other.patch(f"/api/conversations/{mine}", json={"active_leaf_id": secret})
+            assert response.status_code == 404
+            # ...nor is their conversation.
+            response = await other.patch(f"/api/conversations/{theirs}", json={"active_leaf_id": secret})
+            assert response.status_code == 404
+            assert contents(await detail(owner, theirs)) == ["private", "Echo: private"]
+            assert contents(await detail(other, mine)) == ["mine", "Echo: mine"]
     finally:
         server.stop()

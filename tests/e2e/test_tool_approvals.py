@@ -12,8 +12,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import select
 
+from app.db.engine import create_engine, session_factory
+from app.db.models import Run
 from tests.support.processes import ServerProcess, start_chatstack, users_cli
+from tests.support.search_servers import SearchServerState
 from tests.support.sse import Event, new_conversation, read_events, start_message
 
 pytestmark = pytest.mark.slow
@@ -67,6 +71,15 @@ async def decide(
     return await client.post(
         f"/api/runs/{run_id}/approvals", json={"call_id": call_id, "approve": approve, **extra}
     )
+
+
+async def run_owner(database_url: str, run_id: str) -> str | None:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            return await session.scalar(select(Run.owner).where(Run.id == run_id))
+    finally:
+        await engine.dispose()
 
 
 def types(events: list[Event]) -> list[str]:
@@ -291,3 +304,60 @@ async def test_another_users_run_is_not_found(auth_server: tuple[ServerProcess, 
         resolved = next(e for e in events if e.type == "tool.approval_resolved")
         assert resolved.data["by"].startswith("approver-a")
         assert events[-1].data["status"] == "completed"
+
+
+async def test_approval_on_another_replica_resumes_there_and_streams_everywhere(
+    env: dict[str, str], log_dir: Path
+) -> None:
+    a = start_chatstack({**env, "CHATSTACK_HEARTBEAT_S": "0.5"}, log_dir)
+    b = start_chatstack({**env, "CHATSTACK_HEARTBEAT_S": "0.5"}, log_dir)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+            httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+        ):
+            cid = await new_conversation(on_a)
+            run_id = await start_message(on_a, cid, "calc: 7*8")
+            call_id = (await until_waiting(on_a, run_id))[-1].data["call_id"]
+            # Followers on both replicas, through the pause.
+            followers = [asyncio.create_task(read_events(c, run_id, timeout=30)) for c in (on_a, on_b)]
+            await asyncio.sleep(0.3)
+            assert (await decide(on_b, run_id, call_id, True)).status_code == 200
+            for events in await asyncio.gather(*followers):
+                assert [e.id for e in events] == list(range(1, len(events) + 1))
+                assert "tool.approval_resolved" in types(events)
+                assert events[-1].data["status"] == "completed"
+            assert await run_owner(env["CHATSTACK_DATABASE_URL"], run_id) == b.url  # it resumed on b
+            messages = (await on_a.get(f"/api/conversations/{cid}")).json()["messages"]
+            assert messages[-1]["content"] == "The result is 56."
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_approval_before_the_turns_other_calls_finished(
+    client: httpx.AsyncClient, search: tuple[str, SearchServerState]
+) -> None:
+    search[1].delay_s = 1.5  # the search of the same turn is still running when the user approves
+    try:
+        cid = await new_conversation(client)
+        run_id = await start_message(client, cid, "calc+search: 3+3")
+        head = await read_events(client, run_id, timeout=15, until="tool.approval_required")
+        response = await decide(client, run_id, head[-1].data["call_id"], True)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "running"  # not paused yet: it resumes once it has
+        events = await read_events(client, run_id, timeout=30)
+    finally:
+        search[1].delay_s = 0.0
+    order = types(events)
+    assert order.index("tool.approval_resolved") > order.index("tool.finished")  # after the search
+    assert [e.data["name"] for e in events if e.type == "tool.started"] == ["web_search", "calculator"]
+    assert events[-1].data["status"] == "completed"
+
+
+async def test_deleting_a_conversation_whose_run_waits(client: httpx.AsyncClient) -> None:
+    cid = await new_conversation(client)
+    run_id = await start_message(client, cid, "calc: 1+2")
+    await until_waiting(client, run_id)
+    assert (await client.delete(f"/api/conversations/{cid}")).status_code == 204
+    assert (await client.get(f"/api/runs/{run_id}")).status_code == 404

@@ -87,7 +87,7 @@ def judge(results: Path) -> list[dict[str, Any]]:
         (t, {"calculator": "calc", "search": "search", "none": "none"}[t.kind]) for t in TASKS)}  # fmt: skip
     answers = []
     for level in document["levels"]:
-        if level["phase"] != "baseline":
+        if level["phase"] == "warmup":
             continue
         for record in level["records"]:
             task = by_prompt[record["task_id"]]
@@ -120,7 +120,7 @@ def judge(results: Path) -> list[dict[str, Any]]:
 
 
 def one_run(
-    precision: str, rep: int, tag: str, out: Path, search_url: str, decode_tokens: int
+    precision: str, rep: int, tag: str, out: Path, search_url: str, decode_tokens: int, concurrency: int
 ) -> dict[str, Any]:
     spec = get_model()
     name = f"{tag}-{precision}-{rep}"
@@ -160,14 +160,21 @@ def one_run(
         log_path=data_dir / "chatstack.log",
         timeout=900,
     )
-    run: dict[str, Any] = {"precision": precision, "rep": rep, "tag": tag, "load_before": os.getloadavg()}
+    run: dict[str, Any] = {"precision": precision, "rep": rep, "tag": tag, "concurrency": concurrency}
+    run["load_before"] = os.getloadavg()
+    profile = PROFILE
+    if concurrency > 1:  # the task set once, `concurrency` tasks at a time (a busy machine: more done)
+        profile = data_dir / "profile.yaml"
+        options = yaml.safe_load(PROFILE.read_text())
+        options |= {"phases": ["concurrency"], "concurrency": [concurrency], "requests_per_level": len(TASKS)}
+        profile.write_text(yaml.safe_dump(options))
     try:
         run["engine_start_s"] = round(time.monotonic() - started, 1)
         run["backend_up_after_s"] = round(wait_backend_up(server.url), 1)
         before = prefix_cache_counters(engine_url)
         bench_out = data_dir / "bench"
         subprocess.run(
-            [str(BIN / "chatstack"), "bench", "agent", "--base-url", server.url, "--config", str(PROFILE),
+            [str(BIN / "chatstack"), "bench", "agent", "--base-url", server.url, "--config", str(profile),
              "--label", name, "--out", str(bench_out)],
             cwd=ROOT, check=True, capture_output=True, timeout=3600,
         )  # fmt: skip
@@ -211,8 +218,8 @@ def summarize(out: Path) -> Iterator[str]:
         prose = [a["prose_arithmetic"] for a in answers if a["prose_arithmetic"] is not None]
         hits = sum(r["prefix_cache"]["hits"] for r in group if r.get("prefix_cache"))
         queries = sum(r["prefix_cache"]["queries"] for r in group if r.get("prefix_cache"))
-        one = [r["decode_1"]["tokens_per_s_per_stream"] for r in group if r.get("decode_1")]
-        four = [r["decode_4"]["tokens_per_s_total"] for r in group if r.get("decode_4")]
+        one = [r["decode_1"]["per_stream_tokens_per_s"] for r in group if r.get("decode_1")]
+        four = [r["decode_4"]["aggregate_tokens_per_s"] for r in group if r.get("decode_4")]
         row = {
             "tag": tag,
             "precision": precision,
@@ -221,6 +228,9 @@ def summarize(out: Path) -> Iterator[str]:
             "correct_of": len(TASKS),
             "median_total_s": _median([a["total_s"] for a in answers if a["total_s"]]),
             "median_ttft_s": _median([a["ttft_s"] for a in answers if a["ttft_s"]]),
+            "median_first_answer_token_s": _median(
+                [a["first_answer_token_s"] for a in answers if a["first_answer_token_s"]]
+            ),
             "median_llm_s_per_step": _median([a["llm_s_per_step"] for a in answers if a["ok"]]),
             "mean_completion_tokens": round(statistics.mean([a["completion_tokens"] for a in answers]), 1)
             if answers
@@ -242,6 +252,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tag", default="base", help="names this series (e.g. the prompt version)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=1, help="tasks run at a time")
     parser.add_argument("--decode-tokens", type=int, default=128, help="0: skip the decode measurement")
     parser.add_argument("--summarize", action="store_true", help="only print the summary of --out")
     args = parser.parse_args()
@@ -250,7 +261,9 @@ def main() -> None:
         with canned_search_server() as (search_url, _):
             for rep in range(1, args.repeats + 1):
                 for precision in args.precisions.split(","):
-                    run = one_run(precision, rep, args.tag, args.out, search_url, args.decode_tokens)
+                    run = one_run(
+                        precision, rep, args.tag, args.out, search_url, args.decode_tokens, args.concurrency
+                    )
                     correct = sum(a["correct"] for a in run.get("answers", []))
                     print(f"{args.tag} {precision} rep {rep}: {correct}/{len(TASKS)}", flush=True)
     for line in summarize(args.out):

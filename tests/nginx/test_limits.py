@@ -80,3 +80,27 @@ async def test_app_down_gets_502_json(chatstack: ServerProcess, nginx_output: Pa
             response = await client.get("/api/backends")
     assert_json_error(response, 502, "chatstack_unreachable")
     assert response.headers["retry-after"] == "5"
+
+
+async def test_attachment_uploads_have_a_limit_of_their_own(
+    chatstack: ServerProcess, nginx_output: Path
+) -> None:
+    options = proxy_options(chatstack, upload_limit="2m")
+    with running_front(options, fresh_prefix(nginx_output, "front-uploads")) as front:
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as client:
+            cid = await new_conversation(client)
+            url = f"/api/conversations/{cid}/attachments"
+            # Over the general body limit, within the upload limit: through to the app.
+            text = b"a line of notes\n" * (LIMIT_BYTES // 8)
+            stored = await client.post(url, files={"file": ("notes.txt", text, "text/plain")})
+            assert stored.status_code == 201, stored.text
+            assert stored.json()["items"][0]["bytes"] == len(text)
+            too_large = await client.post(
+                url, files={"file": ("big.txt", b"b" * (3 * 1024 * 1024), "text/plain")}
+            )
+            assert_json_error(too_large, 413, "payload_too_large")
+            # Every other route keeps the general limit.
+            message = await client.post(
+                f"/api/conversations/{cid}/messages", json={"content": "x" * (LIMIT_BYTES + 100)}
+            )
+            assert_json_error(message, 413, "payload_too_large")

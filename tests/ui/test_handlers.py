@@ -20,8 +20,11 @@ from ui.api_models import (
     Run,
     RunEvent,
     RunStarted,
+    ToolInfo,
+    ToolList,
     Usage,
 )
+from ui.api_models import ApprovalResult
 from ui.handlers import Handlers
 from ui.markdown import markdown_html
 from ui.render import THINKING
@@ -50,6 +53,8 @@ class FakeApi:
         self._next = [0]
         # Shared by every client `with_key` makes, like the server's count.
         self.tokens: dict[str, Any] = {"budget": None, "used": 0, "served": True}
+        self.tool_items: list[ToolInfo] = []
+        self.approval_error: ApiError | None = None
 
     def with_key(self, key: str | None) -> FakeApi:
         clone = copy.copy(self)
@@ -83,12 +88,38 @@ class FakeApi:
         ]
         return ConversationList(items=items[::-1], total=len(items))
 
-    async def create_conversation(self, backend: str | None = None) -> Conversation:
+    async def tools(self) -> ToolList:
+        self._check_key()
+        return ToolList(items=self.tool_items)
+
+    async def set_tools(self, conversation_id: str, tools: list[str] | None) -> Conversation:
+        self._check_key()
+        self.calls.append(("set_tools", conversation_id, tools))
+        known = {t.name for t in self.tool_items}
+        if tools is not None and not set(tools) <= known:
+            raise ApiError(422, "unknown_tool", "no such tool")
+        detail = self.details[conversation_id]
+        detail.tools = tools
+        return Conversation(**detail.model_dump(exclude={"messages", "runs", "active_run_id"}))
+
+    async def decide_approval(
+        self, run_id: str, call_id: str, *, approve: bool, reason: str | None = None
+    ) -> ApprovalResult:
+        self._check_key()
+        self.calls.append(("decide", run_id, call_id, approve))
+        if self.approval_error is not None:
+            raise self.approval_error
+        return ApprovalResult(run_id=run_id, call_id=call_id, approved=approve, status="running")
+
+    async def create_conversation(
+        self, backend: str | None = None, tools: list[str] | None = None
+    ) -> Conversation:
         self._check_key()
         detail = ConversationDetail(
             id=self._id("c"),
             title=NEW_CHAT_TITLE,
             backend=backend,
+            tools=tools,
             created_at=NOW,
             updated_at=NOW,
             messages=[],
