@@ -28,6 +28,9 @@ def export_markdown(conversation: Conversation, messages: Sequence[MessageOut]) 
     for message in messages:
         if message.role == "user":
             lines += ["## User", "", message.content, ""]
+            if message.attachments:  # names as text: a file name is not Markdown of ours
+                names = ", ".join("`" + a.name.replace("`", "'") + "`" for a in message.attachments)
+                lines += [f"_Attached: {names}_", ""]
         elif message.role == "assistant":
             if message.content or message.status != "complete":
                 marker = "" if message.status == "complete" else f" _({message.status})_"

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 MAX_SNIPPET_CHARS = 400
 """A snippet is a line in a result list; the database bounds it by words, this bounds it by characters."""
+MAX_MARKED_CHARS = 4000
+"""How much of the database's snippet is read: it is bounded by words, and one "word" or one run of
+spaces in a stored message may be any length; this keeps the work per result small on the event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,7 @@ def parse_marked(marked: str, markers: Markers) -> Snippet:
     length = 0
     start: int | None = None
     pending_space = False
-    i, n = 0, len(marked)
+    i, n = 0, min(len(marked), MAX_MARKED_CHARS)
     while i < n:
         if marked.startswith(markers.open, i):
             i += len(markers.open)

@@ -104,11 +104,12 @@ async def export_with_session(
     conversation_id: str,
     request: Request,
     store: StoreDep,
+    attachments: AttachmentsDep,
     format: Annotated[ExportFormat, Query()] = "json",
 ) -> Response:
     """`GET /api/conversations/{id}/export` for the page's export links, which cannot carry a key."""
     user, _ = await session_user(request)
-    return await export_conversation(conversation_id, user, store, format)
+    return await export_conversation(conversation_id, user, store, attachments, format)
 
 
 @router.get("/conversations/{conversation_id}/attachments/{attachment_id}")

@@ -540,7 +540,9 @@ def run(kind: str, messages: int, per_kind: int) -> dict[str, object]:
             else:
                 asyncio.run(seed_postgres(seed_url, users, conversations, rows))
             seeded_s = time.perf_counter() - began
+            load_before = os.getloadavg()[0]
             results = asyncio.run(measure(f"http://127.0.0.1:{port}", plan))
+            load_after = os.getloadavg()[0]
         finally:
             process.terminate()
             process.wait(15)
@@ -551,6 +553,9 @@ def run(kind: str, messages: int, per_kind: int) -> dict[str, object]:
         "searching_user_messages": sum(1 for r in rows if r.conversation_id in own),
         "insert_s": round(seeded_s, 1),
         "queries_per_kind": per_kind,
+        # Latency on a shared machine is mostly waiting for a CPU: read the numbers with the load.
+        "load_average": [round(load_before, 1), round(load_after, 1)],
+        "cpus": os.cpu_count(),
         "results": results,
     }
 
@@ -567,7 +572,7 @@ def main() -> None:
     report = run(args.db, args.messages, args.queries)
     print(
         f"{report['database']}: {report['messages']} messages of {report['users']} users, "
-        f"inserted in {report['insert_s']} s"
+        f"inserted in {report['insert_s']} s; load average {report['load_average']} on {report['cpus']} CPUs"
     )
     print(f"{'query':<12} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} {'matches':>8}")
     results = report["results"]

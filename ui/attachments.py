@@ -178,7 +178,7 @@ if (!window.csAttachListening) {
     }
   };
   document.addEventListener("change", (event) => {
-    if (event.target.matches && event.target.matches("#cs-attach input[type=file]")) {
+    if (event.target.matches && event.target.matches("#cs-composer input[type=file]")) {
       showUploading(event.target.files || []);
     }
   }, true);
@@ -200,7 +200,7 @@ if (!window.csAttachListening) {
     main()?.classList.remove("cs-dropping");
     if (!carriesFiles(event) || !main()?.contains(event.target)) { return; }
     event.preventDefault();
-    const input = document.querySelector("#cs-attach input[type=file]");
+    const input = document.querySelector("#cs-composer input[type=file]");
     if (!input || !event.dataTransfer.files.length) { return; }
     // Handing the files to the attach button's own input uploads them as a click on it would.
     input.files = event.dataTransfer.files;

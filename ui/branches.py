@@ -24,6 +24,7 @@ MAX_MESSAGE_ID = 2**63 - 1
 MAX_EDIT_CHARS = 1_000_000
 """Bounds what the page may send as an edit; the API applies its own (smaller) message limit."""
 _PLAIN = re.compile(r"[A-Za-z0-9 ]")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def inert_text(text: str) -> str:
@@ -123,13 +124,15 @@ BranchAction = EditQuestion | SwitchBranch
 
 
 def message_id_from(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    """A message id the page sent (an int, or the digits of a class name such as `cs-to-12`), or None.
+    Only ASCII digits: `int()` would also take "+7", " 7", "7_0" and other scripts' digits."""
+    if isinstance(value, str):
+        if not _DIGITS.fullmatch(value):
+            return None
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        return None
-    return number if 0 < number <= MAX_MESSAGE_ID else None
+    return value if 0 < value <= MAX_MESSAGE_ID else None
 
 
 def branch_action(data: Any) -> BranchAction | None:

@@ -25,8 +25,9 @@ _ROLES = {"user": "You", "assistant": "Answer"}
 
 
 def snippet_html(snippet: str, highlights: Sequence[tuple[int, int]]) -> str:
-    """The snippet escaped, with each [start, end) range (code points) in `<mark>`. Ranges that
-    overlap, run backwards or fall outside the text are ignored."""
+    """The snippet escaped, with each [start, end) range (code points, as Python indexes `str`) in
+    `<mark>`. A range is clipped to the text and to what earlier ranges left of it; one that runs
+    backwards or has nothing left is skipped. The text itself is never changed."""
     out: list[str] = []
     position = 0
     for start, end in sorted(highlights):

@@ -1,10 +1,10 @@
-"""The full-text search objects that migration 0007 creates beside the models: names for the queries
-in `app.store_search`, and a filter that keeps them out of model/database comparisons (the models do
-not declare them: an FTS5 table and a PostgreSQL generated tsvector have no portable ORM form)."""
+"""The full-text search objects that migrations create beside the models (0007: messages; 0008:
+attachment passages): names for the queries in `app.store_search`, and a filter that keeps them out of
+model/database comparisons (an FTS5 table and a generated tsvector have no portable ORM form)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
 FTS_TABLE = "messages_fts"
 """SQLite: the FTS5 index of messages (rowid = messages.id)."""
@@ -12,21 +12,24 @@ TSVECTOR_COLUMN = "search_vector"
 """PostgreSQL: messages' generated tsvector (NULL for messages that are not searched)."""
 TS_CONFIG = "simple"
 """PostgreSQL text search configuration: language-neutral, like FTS5's unicode61 tokenizer."""
-_PG_INDEX = "ix_messages_search_vector"
-ATTACHMENT_FTS_TABLE = "attachment_chunks_fts"
-"""SQLite: the FTS5 index of attachments' passages (migration 0008; rowid = attachment_chunks.id)."""
-_PG_ATTACHMENT_INDEX = "ix_attachment_chunks_fts"
-"""PostgreSQL: the GIN index on the passages' `search_vector` (migration 0008)."""
+_FTS5_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 
 
-def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
-    """Alembic's `include_name` hook: False for the search objects (and FTS5's shadow tables)."""
+def _is_fts5_table(name: str) -> bool:
+    # Every full-text table is named `<table>_fts` (messages', attachment passages'); FTS5 keeps its
+    # index in shadow tables named after it.
+    return name.endswith("_fts") or any(name.endswith("_fts" + shadow) for shadow in _FTS5_SHADOWS)
+
+
+def include_name(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
+    """Alembic's `include_name` hook: False for the full-text objects that the models do not declare
+    (FTS5 tables and their shadow tables, `search_vector` columns and their GIN indexes)."""
     if name is None:
         return True
     if type_ == "table":
-        return not any(name == t or name.startswith(t + "_") for t in (FTS_TABLE, ATTACHMENT_FTS_TABLE))
-    if type_ == "column" and parent_names.get("table_name") in ("messages", "attachment_chunks"):
+        return not _is_fts5_table(name)
+    if type_ == "column":
         return name != TSVECTOR_COLUMN
     if type_ == "index":
-        return name not in (_PG_INDEX, _PG_ATTACHMENT_INDEX)
+        return not (name.endswith("_" + TSVECTOR_COLUMN) or name.endswith("_fts"))
     return True

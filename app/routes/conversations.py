@@ -67,7 +67,10 @@ async def get_conversation(
     )
 
 
-@router.patch("/{conversation_id}", responses=NOT_FOUND)
+@router.patch(
+    "/{conversation_id}",
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "Switching branch while answering"}},
+)
 async def update_conversation(
     conversation_id: str,
     body: ConversationUpdate,
@@ -109,16 +112,19 @@ async def export_conversation(
     conversation_id: str,
     user: CurrentUser,
     store: StoreDep,
+    attachments: AttachmentsDep,
     format: Annotated[ExportFormat, Query()] = "json",
 ) -> Response:
     conversation = Conversation.model_validate(await store.get_conversation(conversation_id, user.id))
     if format == "markdown":  # what the reader sees: the active branch
         path, _ = await store.active_path(conversation_id)
         messages = [message_out(m) for m in path]
+        await attachments.show_on(conversation_id, messages)
         body, media, ext = export_markdown(conversation, messages), "text/markdown; charset=utf-8", "md"
     else:  # complete: every branch, each message with its parent
         tree = await store.message_tree(conversation_id)
         messages = [message_out(m, tree.siblings(m.id)) for m in await store.messages(conversation_id)]
+        await attachments.show_on(conversation_id, messages)
         body, media, ext = export_json(conversation, messages), "application/json", "json"
     return Response(
         body, media_type=media, headers={"Content-Disposition": content_disposition(conversation, ext)}

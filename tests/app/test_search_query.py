@@ -23,7 +23,7 @@ from app.search_query import (
     compile_tsquery,
     parse,
 )
-from app.search_snippet import MAX_SNIPPET_CHARS, Markers, parse_marked
+from app.search_snippet import MAX_MARKED_CHARS, MAX_SNIPPET_CHARS, Markers, parse_marked
 from tests.conftest import PG_ADMIN_URL
 
 # What compiled queries may look like: quoted strings, an optional star, separators. Nothing else.
@@ -201,3 +201,13 @@ def test_snippets_from_any_text_are_bounded_and_ranges_valid(text: str, cuts: li
     for start, end in snippet.highlights:
         assert previous <= start < end <= len(snippet.text)
         previous = end
+
+
+def test_huge_snippets_are_read_only_so_far() -> None:
+    m = Markers.random()
+    snippet = parse_marked(" " * 10 * MAX_MARKED_CHARS + f"{m.open}late{m.close}", m)
+    assert snippet.text == ""
+    assert snippet.highlights == []
+    long_word = parse_marked(f"{m.open}{'x' * 100_000}{m.close}", m)
+    assert long_word.text == "x" * MAX_SNIPPET_CHARS
+    assert long_word.highlights == [(0, MAX_SNIPPET_CHARS)]

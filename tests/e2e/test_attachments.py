@@ -166,6 +166,11 @@ async def test_a_referenced_document_reaches_the_model(client: httpx.AsyncClient
     assert question["attachments"][0]["media_type"] == "application/pdf"
     assert detail["messages"][1]["attachments"] == []
 
+    exported = (await client.get(f"/api/conversations/{cid}/export", params={"format": "json"})).json()
+    assert [a["name"] for a in exported["messages"][0]["attachments"]] == ["report.pdf", "notes.txt"]
+    markdown = (await client.get(f"/api/conversations/{cid}/export", params={"format": "markdown"})).text
+    assert "_Attached: `report.pdf`, `notes.txt`_" in markdown
+
     # Later turns still see it (the history keeps the document with its message).
     again = answer_text(await ask(client, cid, "history"))
     assert PDF_SENTENCE in again

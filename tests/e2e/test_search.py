@@ -115,6 +115,8 @@ async def test_rank_puts_the_best_match_first_and_recent_the_newest(client: http
     assert first["has_more"] is True
     assert rest["has_more"] is False
     assert [i["message_id"] for i in first["items"] + rest["items"]] == ids
+    past = await search(client, t, order="recent", offset=10)
+    assert past == {"items": [], "total": 4, "has_more": False}
 
 
 async def test_deleted_conversations_disappear(client: httpx.AsyncClient) -> None:

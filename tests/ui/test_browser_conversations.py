@@ -129,7 +129,8 @@ def _drop(page: Any, name: str, content: bytes, media_type: str) -> None:
           transfer.items.add(new File([bytes], name, { type }));
           const target = document.querySelector("#cs-chat");
           for (const kind of ["dragenter", "dragover", "drop"]) {
-            target.dispatchEvent(new DragEvent(kind, { bubbles: true, cancelable: true, dataTransfer: transfer }));
+            const init = { bubbles: true, cancelable: true, dataTransfer: transfer };
+            target.dispatchEvent(new DragEvent(kind, init));
           }
         }""",
         [name, base64.b64encode(content).decode(), media_type],
@@ -145,12 +146,12 @@ def test_drop_a_pdf_and_ask_about_it(page: Any, stack: Stack) -> None:
     _drop(page, "notes.pdf", pdf, "application/pdf")
     chip = page.locator("#cs-attachments .cs-chip-pending")
     expect(chip).to_contain_text("notes.pdf", timeout=LONG)
-    expect(chip).to_contain_text("KB")
+    expect(chip.locator(".cs-chip-size")).to_have_text(re.compile(r"^\d+ (B|KB)$"))
     cid = conversation_id(page)  # attaching created the conversation
     screenshot(page, "13-attached")
 
     # A file that is no document is refused, and says why; the PDF stays attached.
-    page.locator("#cs-attach input[type=file]").set_input_files(
+    page.locator("#cs-composer input[type=file]").set_input_files(
         {"name": "tool.bin", "mimeType": "application/octet-stream", "buffer": bytes(range(256)) * 8}
     )
     expect(page.locator("#cs-attachments .cs-attach-error")).to_contain_text("tool.bin", timeout=LONG)
@@ -170,7 +171,7 @@ def test_drop_a_pdf_and_ask_about_it(page: Any, stack: Stack) -> None:
 
 def test_a_chip_is_removed_before_sending(page: Any, stack: Stack) -> None:
     open_app(page, stack)
-    page.locator("#cs-attach input[type=file]").set_input_files(
+    page.locator("#cs-composer input[type=file]").set_input_files(
         {"name": "todo.md", "mimeType": "text/markdown", "buffer": b"# Todo\n\n- water the plants\n"}
     )
     chip = page.locator("#cs-attachments .cs-chip-pending")
@@ -194,36 +195,78 @@ def phone(browser: Any, stack: Stack) -> Iterator[Any]:
 def _within_screen(page: Any, locator: Any) -> None:
     box = locator.bounding_box()
     assert box is not None
-    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, box
-    assert box["y"] >= 0 and box["y"] + box["height"] <= 844 + 1, box
-    assert box["width"] >= 24 and box["height"] >= 24, box  # big enough to tap
+    assert box["x"] >= 0, box
+    assert box["x"] + box["width"] <= 390 + 1, box
+    assert box["y"] >= 0, box
+    assert box["y"] + box["height"] <= 844 + 1, box
+    # Big enough to tap.
+    assert box["width"] >= 24, box
+    assert box["height"] >= 24, box
 
 
 def test_phone_sized_screen(phone: Any, stack: Stack) -> None:
     page = phone
+    word = f"quince{secrets.token_hex(3)}"
     open_app(page, stack)
     for selector in ("#cs-input textarea", "#cs-send", "#cs-attach"):
         _within_screen(page, page.locator(selector))
-    send(page, "phone question gamma")
+    send(page, f"phone question gamma {word}")
     expect(last_answer(page)).to_contain_text("Echo: phone question gamma", timeout=LONG)
-    wait_for_run_to_finish(stack, conversation_id(page))
+    cid = conversation_id(page)
+    wait_for_run_to_finish(stack, cid)
     # No hover on a touch screen: the pencil shows, and a tap opens the editor.
     pencil = user_rows(page).first.locator(".cs-edit")
     expect(pencil).to_be_visible()
     assert float(pencil.evaluate("e => getComputedStyle(e).opacity")) == 1.0
+    _within_screen(page, pencil)
     pencil.tap()
     editor = user_rows(page).first.locator(".cs-editor-text")
     expect(editor).to_be_visible()
     _within_screen(page, editor)
     editor.fill("phone question delta")
-    user_rows(page).first.locator(".cs-editor-send").tap()
+    send_edit = user_rows(page).first.locator(".cs-editor-send")
+    _within_screen(page, send_edit)
+    send_edit.tap()
     expect(last_answer(page)).to_contain_text("Echo: phone question delta", timeout=LONG)
+    wait_for_run_to_finish(stack, cid, runs=2)
     switcher = user_rows(page).first.locator(".cs-branches")
     expect(switcher).to_be_visible(timeout=LONG)
-    _within_screen(page, switcher.get_by_title("Previous version"))
+    previous = switcher.get_by_title("Previous version")
+    _within_screen(page, previous)
+    previous.tap()
+    expect(last_answer(page)).to_contain_text("Echo: phone question gamma", timeout=LONG)
+    expect(user_rows(page).first.locator(".cs-branch-position")).to_have_text("1 / 2")
+
+    # A file attached on a phone shows as a chip above the composer, which stays on screen.
+    page.locator("#cs-composer input[type=file]").set_input_files(
+        {"name": "a-rather-long-name-for-a-phone.md", "mimeType": "text/markdown", "buffer": b"# Notes\n"}
+    )
+    chip = page.locator("#cs-attachments .cs-chip-pending")
+    expect(chip).to_contain_text("a-rather-long", timeout=LONG)
+    for locator in (chip, chip.locator(".cs-chip-remove")):
+        _within_screen(page, locator)
+    for selector in ("#cs-input textarea", "#cs-send", "#cs-attach"):
+        _within_screen(page, page.locator(selector))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, "13-phone")
+
     # The search box is in the conversation list, which opens over the chat.
     page.locator("#cs-sidebar .toggle-button").tap()
+    expect(page.locator("#cs-sidebar")).to_have_class(re.compile(r"\bopen\b"))
+    page.wait_for_function("document.querySelector('#cs-sidebar').getBoundingClientRect().left >= 0")
     search = page.locator("#cs-search input")
     expect(search).to_be_visible()
     _within_screen(page, search)
+    search.fill(word)
+    search.press("Enter")
+    hit = page.locator("#cs-search-results .cs-hit").first
+    expect(hit).to_be_visible(timeout=LONG)
+    _within_screen(page, hit)
+    screenshot(page, "13-phone-search")
+    # Opening a result closes the list, and the chat shows the message.
+    hit.tap()
+    expect(page.locator("#cs-sidebar")).not_to_have_class(re.compile(r"\bopen\b"), timeout=LONG)
+    found = page.locator("#cs-chat .cs-found")
+    expect(found).to_have_count(1, timeout=LONG)
+    expect(found).to_contain_text(word)
+    _within_screen(page, found)

@@ -25,6 +25,7 @@ from tests.ui.pages import (
     last_answer,
     open_app,
     send,
+    sign_in,
     wait_for_run_to_finish,
 )
 
@@ -66,7 +67,7 @@ def tools_stack(
     stack = next(served)
     _wait_for_tools(stack, {"get_current_time", "convert_time", "media"})
     yield stack
-    served.close()
+    next(served, None)  # stops the app
 
 
 def _wait_for_tools(stack: Stack, names: set[str], timeout_s: float = 60) -> None:
@@ -239,3 +240,24 @@ def test_mcp_media_is_summarised_and_a_hostile_description_stays_text(tab: Any, 
     expect(answer.locator("img")).to_have_count(0)
     expect(answer.locator('a[href="https://example.org/doc"]')).to_have_count(0)
     screenshot(tab, "tools-06-media")
+
+
+def test_with_api_keys_a_toggle_is_saved_as_the_signed_in_user(browser: Any, auth_stack: Stack) -> None:
+    key = auth_stack.create_user(f"tools-{time.monotonic_ns()}")
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    try:
+        sign_in(page, auth_stack, key)
+        send(page, "hello")
+        expect(last_answer(page)).to_contain_text("Echo: hello", timeout=LONG)
+        cid = conversation_id(page)
+        panel = open_panel(page)
+        tool_box(panel, "web_search").uncheck()
+        with auth_stack.api(key) as api:
+            deadline = time.monotonic() + 15
+            while api.get(f"/api/conversations/{cid}").json()["tools"] != ["calculator"]:
+                assert time.monotonic() < deadline, "the toggle was not saved"
+                time.sleep(0.1)
+    finally:
+        context.close()
