@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.attachments.store import link_attachments
 from app.db.models import Conversation, Message, Run, RunEvent, TokenUsage, ToolApproval, User
 from app.errors import Conflict, NotFound, TooManyRequests
+from app.message_tree import MessageTree
 from app.search_query import Term
 from app.store_search import SearchOrder, SearchPage, search_messages
-from app.message_tree import MessageTree
 from app.store_tree import (
     ACTIVE_LEAF,
     ParentChoice,
@@ -219,7 +219,7 @@ class Store:
                 select(Run.id)
                 .where(
                     Run.conversation_id == conversation_id,
-                    Run.status.in_(("running", "awaiting_approval")),
+                    Run.status.in_(ACTIVE_RUN_STATUSES),
                 )
                 .limit(1)
             )

@@ -37,7 +37,7 @@ from ui.screen import (
     account_html,
     signed_out,
 )
-from ui.tools_panel import draft_selection, draft_text, panel_html
+from ui.tools_panel import draft_selection, draft_text, panel_html, shown_signature, signature
 
 MAX_TITLE_CHARS = 200
 CONVERSATIONS_SHOWN = 200
@@ -291,6 +291,25 @@ class Handlers:
             except ApiError as exc:
                 screen.notice = _problem(exc)
         return screen
+
+    async def refresh_tools(self, key: str, conversation_id: str, draft_tools: str, shown: str) -> Screen:
+        """Redraw the tools panel if the tools changed since it was drawn (an MCP server connected,
+        went down or came back; called periodically)."""
+        if self.auth_required and not key:
+            return Screen()
+        api = self.api(key)
+        tools = await self._tools_or_none(api)
+        if tools is None:
+            return Screen()
+        if (shown_signature(shown) == signature(tools)) if shown else not tools:
+            return Screen()  # as drawn
+        selection = draft_selection(draft_tools)
+        if conversation_id:
+            try:
+                selection = (await api.conversation(conversation_id)).tools
+            except ApiError:
+                return Screen()
+        return Screen(tools_panel=panel_html(tools, selection, refresh=True))
 
     async def refresh_backends(self, key: str, backend: str | None) -> Screen:
         """Fresh health for the selector (called periodically)."""

@@ -11,8 +11,10 @@ the panel component's `input` event (see wiring.py), so the last toggle always w
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from itertools import groupby
 from typing import Any
@@ -36,9 +38,31 @@ def enabled(tools: Sequence[ToolInfo], selection: Sequence[str] | None) -> set[s
     return {t.name for t in tools if t.name in chosen and t.approval != "deny"}
 
 
-def panel_html(tools: Sequence[ToolInfo], selection: Sequence[str] | None, *, revision: str = "") -> str:
+def signature(tools: Sequence[ToolInfo]) -> str:
+    """What the panel shows of the tools list, in short: a change means the panel needs redrawing."""
+    shown = [(t.name, t.server, t.description, t.approval, t.status, t.reason) for t in tools]
+    return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
+
+
+_SIGNATURE = re.compile(r'data-signature="([0-9a-f]{16})"')
+
+
+def shown_signature(panel: str | None) -> str:
+    """The `signature` of the tools list a panel the page shows was drawn from ("" if none)."""
+    found = _SIGNATURE.search(panel or "")
+    return found.group(1) if found else ""
+
+
+def panel_html(
+    tools: Sequence[ToolInfo],
+    selection: Sequence[str] | None,
+    *,
+    revision: str = "",
+    refresh: bool = False,
+) -> str:
     """The panel for a conversation with `selection` (None: the default); "" without any tool.
-    A new `revision` makes the page redraw it even if nothing else changed."""
+    A new `revision` makes the page redraw it even if nothing else changed; `refresh` keeps it open
+    if it was (a redraw for a change of the tools, not for another conversation)."""
     if not tools:
         return ""
     on = enabled(tools, selection)
@@ -53,8 +77,10 @@ def panel_html(tools: Sequence[ToolInfo], selection: Sequence[str] | None, *, re
             f'<fieldset class="cs-tools-server" data-server="{_attr(server)}">'
             f"<legend>{label}</legend>{rows}</fieldset>"
         )
+    kept_open = ' data-refresh=""' if refresh else ""
     return (
-        f'<details class="cs-tools" data-revision="{_attr(revision)}">'
+        f'<details class="cs-tools" data-revision="{_attr(revision)}" data-signature="{signature(tools)}"'
+        f"{kept_open}>"
         f'<summary>Tools <span class="cs-tools-count">{count}</span></summary>'
         f'<div class="cs-tools-body">{"".join(groups)}</div></details>'
     )
@@ -144,6 +170,15 @@ element.addEventListener("change", (event) => {
   }
   trigger("input", { tools: boxes.filter((b) => b.checked).map((b) => b.dataset.tool) });
 });
+let open = false;
+element.addEventListener("toggle", (event) => { open = event.target.open; }, true);
+watch("value", () => {
+  const details = element.querySelector("details.cs-tools");
+  if (details && open && details.hasAttribute("data-refresh")) {
+    details.open = true;
+  }
+});
 """
 """`js_on_load` of the panel component: every toggle sends the whole selection (and updates the
-count in the summary, which the server does not redraw)."""
+count in the summary, which the server does not redraw). A refresh of the panel (its tools changed)
+leaves it open if it was."""

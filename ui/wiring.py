@@ -125,6 +125,13 @@ def _wire(blocks: gr.Blocks, page: Page, handlers: Handlers) -> None:
     )
 
     guarded(page.refresh.tick(once(handlers.refresh_backends), inputs=[page.backend], **quiet))
+    guarded(
+        page.refresh.tick(
+            once(handlers.refresh_tools),
+            inputs=[page.conversation_id, page.draft_tools, page.tools_panel],
+            **quiet,
+        )
+    )
 
     # Both carry what the browser chose as their event's data (see tools_panel.py, approval_card.py).
     with_data = with_data_for(once)

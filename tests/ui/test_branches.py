@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.test_markdown import parse
+from tests.ui.test_markdown import assert_inert, parse
 from ui.api_models import Message
 from ui.branches import (
     MAX_EDIT_CHARS,
@@ -24,9 +24,20 @@ from ui.branches import (
     question_tools_html,
     switcher_html,
 )
+from ui.conversation_view import question_item
 from ui.render import chat_item
 
 HOSTILE = 'a <img src=x onerror="alert(1)"> & **bold** `code`\n\n<script>x()</script> é 🎉 "q" \'s\' &amp;'
+
+
+_ANCHOR = re.compile(r'<div class="cs-anchor[ a-z0-9-]*"></div>\n\n')
+_QUESTION_TOOLS = re.compile(r'\n\n<div class="cs-question-tools">.*?</div>$', re.DOTALL)
+
+
+def without_branch_controls(html: str) -> str:
+    """A message's HTML without the anchor and the pencil and switcher this module adds to it, for
+    tests about what a message says (these controls are tested here)."""
+    return _QUESTION_TOOLS.sub("", _ANCHOR.sub("", html))
 
 
 def classes(html: str) -> list[list[str]]:
@@ -58,7 +69,9 @@ def position(html: str) -> str:
 # inert text
 
 
-@pytest.mark.parametrize("text", [HOSTILE, "", "plain words 123", "line one\nline two\r\n\ttab", "\u202eevil"])
+@pytest.mark.parametrize(
+    "text", [HOSTILE, "", "plain words 123", "line one\nline two\r\n\ttab", "\u202eevil"]
+)
 def test_inert_text_reads_back_exactly_and_carries_no_markup(text: str) -> None:
     html = inert_text(text)
     assert re.fullmatch(r"[A-Za-z0-9 &#;]*", html), html
@@ -200,7 +213,8 @@ def test_message_ids_the_page_may_send(value: Any, expected: int) -> None:
     [
         None, True, False, 0, -3, "0", "-3", "+7", " 7", "7 ", "7\n", "7_0", "0x10", "1e3", "7.0", 7.0,
         "\u0661\u0662",  # Arabic-Indic digits: int() reads them as 12
-        "", "abc", "12abc", "cs-to-12", MAX_MESSAGE_ID + 1, str(MAX_MESSAGE_ID + 1), "9" * 400, [12], {"id": 1},
+        "", "abc", "12abc", "cs-to-12", MAX_MESSAGE_ID + 1, str(MAX_MESSAGE_ID + 1), "9" * 400,
+        [12], {"id": 1},
     ],
 )  # fmt: skip
 def test_anything_else_is_no_message_id(value: Any) -> None:
@@ -244,3 +258,17 @@ def test_garbage_from_the_page_is_no_action(data: Any) -> None:
 def test_the_longest_edit_allowed_is_taken() -> None:
     action = branch_action({"kind": "edit", "parent": "1", "text": "x" * MAX_EDIT_CHARS})
     assert isinstance(action, EditQuestion)
+
+
+def test_a_hostile_questions_controls_are_inert_and_route_nowhere_else() -> None:
+    question = Message(id=12, role="user", content=HOSTILE, parent_id=11, siblings=[5, 12])
+    html = "".join(part["text"] for part in question_item(question, "c1", False)["content"])  # type: ignore[index]
+    assert_inert(without_branch_controls(html))
+    found = parse(html)
+    assert "".join(found.text).count("alert(1)") == 2  # the message and the editor's copy, as text
+    routed = [name for _, attrs in found.elements for name in (attrs.get("class") or "").split()]
+    assert {name for name in routed if name.startswith(("cs-to-", "cs-parent-", "cs-m-"))} == {
+        "cs-to-5",
+        "cs-parent-11",
+        "cs-m-12",
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from tests.ui.pages import (
     sign_in,
     wait_for_run_to_finish,
 )
+from ui.layout import REFRESH_BACKENDS_S
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +49,7 @@ def tools_stack(
                 "builtin": {"calculator": {"approval": "auto"}, "web_search": {"approval": "deny"}},
                 "mcp_servers": [
                     time_server(approval="ask"),
-                    failing_server(workdir / "down", only=["media", POISON_NAME]),
+                    failing_server(workdir / "down", only=["media", "crash", POISON_NAME]),
                 ],
             }
         )
@@ -63,6 +65,7 @@ def tools_stack(
         search_server,
         CHATSTACK_DEFAULT_BACKEND="scripted",
         CHATSTACK_TOOLS_FILE=str(tools_file),
+        FAILING_MCP_DOWN_FILE=str(workdir / "down"),
     )
     stack = next(served)
     _wait_for_tools(stack, {"get_current_time", "convert_time", "media"})
@@ -132,12 +135,12 @@ def test_enable_a_tool_then_approve_its_call(tab: Any, tools_stack: Stack) -> No
     expect(row.locator(".cs-tool-description")).not_to_be_empty()
     expect(tool_box(panel, "web_search")).to_be_disabled()
     expect(tool_box(panel, "web_search")).not_to_be_checked()
-    expect(panel.locator(".cs-tools-count")).to_have_text("5 of 5 on")
+    expect(panel.locator(".cs-tools-count")).to_have_text("6 of 6 on")
     screenshot(tab, "tools-01-panel")
 
     # A new chat keeps the choice until its first message creates the conversation.
     tool_box(panel, "get_current_time").uncheck()
-    expect(panel.locator(".cs-tools-count")).to_have_text("4 of 5 on")
+    expect(panel.locator(".cs-tools-count")).to_have_text("5 of 6 on")
     tab.wait_for_timeout(500)  # the choice travels to the page's state
     send(tab, "Echo this")
     expect(last_answer(tab)).to_contain_text("Echo: Echo this", timeout=LONG)
@@ -261,3 +264,24 @@ def test_with_api_keys_a_toggle_is_saved_as_the_signed_in_user(browser: Any, aut
                 time.sleep(0.1)
     finally:
         context.close()
+
+
+def test_a_server_that_goes_down_is_greyed_out_in_the_open_panel(tab: Any, tools_stack: Stack) -> None:
+    """Runs last in this module: it takes the failing server down (and lets it come back at the end)."""
+    down = Path(tools_stack.env["FAILING_MCP_DOWN_FILE"])
+    open_app(tab, tools_stack)
+    panel = open_panel(tab)
+    media = panel.locator("label.cs-tool", has=tab.locator('input[data-tool="media"]'))
+    expect(media.locator(".cs-tool-reason")).to_have_count(0)
+    send(tab, 'tool: crash {"stay_down": true}')
+    expect(last_answer(tab).locator(".cs-timing")).to_be_visible(timeout=LONG)
+    try:
+        # The page looks again every REFRESH_BACKENDS_S; the panel stays open when it is redrawn.
+        expect(media.locator(".cs-tool-reason")).to_contain_text(
+            "Unavailable", timeout=REFRESH_BACKENDS_S * 1000 + LONG
+        )
+        expect(tool_box(panel, "media")).to_be_disabled()
+        expect(panel.locator(".cs-tools-body")).to_be_visible()
+        screenshot(tab, "tools-07-server-down")
+    finally:
+        down.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.ui.test_branches import without_branch_controls
 from ui.api_client import ApiError, ApiUnreachable, Unauthorized
 from ui.api_models import (
     Backend,
@@ -176,7 +177,13 @@ class FakeApi:
             )
 
     async def send_message(
-        self, conversation_id: str, content: str, backend: str | None = None
+        self,
+        conversation_id: str,
+        content: str,
+        backend: str | None = None,
+        *,
+        parent_id: int | str | None = "active",
+        attachments: Any = (),
     ) -> RunStarted:
         self._check_key()
         self._check_budget()
@@ -268,8 +275,11 @@ def answer_events(text: str, backend: str = "fast") -> list[RunEvent]:
 
 
 def texts(screen: Screen) -> list[str]:
+    """What each message says (without the branch controls: tests/ui/test_branches.py)."""
     assert screen.chat is not None
-    return ["".join(part["text"] for part in item["content"]) for item in screen.chat]
+    return [
+        without_branch_controls("".join(part["text"] for part in item["content"])) for item in screen.chat
+    ]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.ui.test_branches import without_branch_controls
 from tests.ui.test_markdown import assert_inert
 from ui.api_models import Message, Run, RunEvent, Source, ToolCall
 from ui.conversation_view import conversation_items
@@ -28,7 +29,8 @@ def event(seq: int, type_: str, **data: Any) -> RunEvent:
 
 
 def text_of(item: Any) -> str:
-    return "".join(part["text"] for part in item["content"])
+    """What a message says (without the branch controls: tests/ui/test_branches.py)."""
+    return without_branch_controls("".join(part["text"] for part in item["content"]))
 
 
 def texts(items: list[Any]) -> list[str]:

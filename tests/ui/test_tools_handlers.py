@@ -13,6 +13,7 @@ from ui.api_client import ApiError
 from ui.api_models import RunEvent, ToolInfo
 from ui.approval_card import ClickedDecision
 from ui.handlers import Handlers
+from ui.screen import Screen
 
 TOOLS = [
     ToolInfo(name="calculator", server="builtin", description="Arithmetic."),
@@ -90,16 +91,15 @@ async def test_without_the_tools_endpoint_the_panel_is_hidden(handlers: Handlers
 
 
 async def test_approve_and_deny_go_to_the_followed_run(handlers: Handlers, api: FakeApi) -> None:
-    assert (
-        await handlers.decide(NO_KEY, "r1", ClickedDecision("call_1", True))
-        == type(await handlers.decide(NO_KEY, "", ClickedDecision("x", True)))()
-    )
+    assert await handlers.decide(NO_KEY, "r1", ClickedDecision("call_1", True)) == Screen()
     await handlers.decide(NO_KEY, "r1", ClickedDecision("call_2", False))
+    # Nothing to decide: no run followed, or a click the page could not read.
+    assert await handlers.decide(NO_KEY, "", ClickedDecision("call_3", True)) == Screen()
+    assert await handlers.decide(NO_KEY, "r1", None) == Screen()
     assert [c for c in api.calls if c[0] == "decide"] == [
         ("decide", "r1", "call_1", True),
         ("decide", "r1", "call_2", False),
     ]
-    assert await handlers.decide(NO_KEY, "r1", None) == type(await handlers.decide(NO_KEY, "", None))()
 
 
 async def test_a_call_that_no_longer_waits_is_explained(handlers: Handlers, api: FakeApi) -> None:
@@ -139,3 +139,25 @@ async def test_following_a_run_shows_its_approval_card_then_the_mcp_step(
     assert [item.get("metadata", {}).get("title") for item in final if item.get("metadata")] == [
         "Used: get\\_current\\_time · time"
     ]
+
+
+async def test_the_panel_is_redrawn_only_when_the_tools_change(handlers: Handlers, api: FakeApi) -> None:
+    cid = (await api.create_conversation(tools=["get_current_time"])).id
+    shown = (await handlers.open(NO_KEY, cid)).tools_panel or ""
+    assert await handlers.refresh_tools(NO_KEY, cid, "", shown) == Screen()
+
+    api.tool_items[1] = api.tool_items[1].model_copy(
+        update={"status": "unavailable", "reason": "restarting (next try in 2 s)"}
+    )
+    redrawn = await handlers.refresh_tools(NO_KEY, cid, "", shown)
+    assert redrawn.tools_panel
+    assert "restarting (next try in 2 s)" in redrawn.tools_panel
+    assert "data-refresh" in redrawn.tools_panel  # stays open if it was
+    assert checked(redrawn.tools_panel) == {"get_current_time"}  # the conversation's own choice
+    assert (await handlers.refresh_tools(NO_KEY, cid, "", redrawn.tools_panel)).tools_panel is None
+
+
+async def test_a_new_chat_panel_is_redrawn_with_its_draft(handlers: Handlers, api: FakeApi) -> None:
+    api.tool_items.append(ToolInfo(name="echo", server="late", description="Connected later."))
+    redrawn = await handlers.refresh_tools(NO_KEY, "", '["echo"]', "")
+    assert checked(redrawn.tools_panel) == {"echo"}

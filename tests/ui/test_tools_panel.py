@@ -31,7 +31,10 @@ TOOLS = [
 ]
 
 PANEL_TAGS = {"details", "summary", "span", "div", "fieldset", "legend", "label", "input"}
-PANEL_ATTRIBUTES = {"class", "type", "data-tool", "data-server", "data-revision", "checked", "disabled"}
+PANEL_ATTRIBUTES = {
+    *("class", "type", "checked", "disabled"),
+    *("data-tool", "data-server", "data-revision", "data-signature", "data-refresh"),
+}
 
 
 def boxes(html: str) -> dict[str, dict[str, str | None]]:
