@@ -215,7 +215,8 @@ async def _read_resource(
         row = await services.store.get_conversation(conversation_id, user.id)
     except NotFound:
         raise MCPError(types.INVALID_PARAMS, "conversation not found", {"uri": uri}) from None
-    messages = [message_out(m) for m in await services.store.messages(conversation_id)]
+    path, _ = await services.store.active_path(conversation_id)
+    messages = [message_out(m) for m in path]
     text = export_markdown(Conversation.model_validate(row), messages)
     return types.ReadResourceResult(
         contents=[types.TextResourceContents(uri=uri, mime_type=MARKDOWN, text=text)]

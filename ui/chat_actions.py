@@ -56,7 +56,10 @@ class ChatActions:
 
     # search
 
-    async def search(self, key: str, query: str) -> Screen:
+    async def search(self, key: str, query: str | None) -> Screen:
+        """The results for `query` ("" hides them; None, a query typed over since, changes nothing)."""
+        if query is None:
+            return Screen()
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         if not query:
             return Screen(search_results="")

@@ -281,8 +281,10 @@ def build_page(auth_required: bool) -> Page:
             composer_chips_html([]), elem_id="cs-attachments", js_on_load=attachment_ui.DROP_JS
         )
         with gr.Row(elem_id="cs-composer", equal_height=True):
+            # The label is the button's name for screen readers; chat.css draws a paperclip over it
+            # (an emoji would need a font that not every system has).
             attach = gr.UploadButton(
-                "📎",
+                "Attach files",
                 file_count="multiple",
                 elem_id="cs-attach",
                 scale=0,

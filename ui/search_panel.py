@@ -122,6 +122,14 @@ if (!window.csSearchListening) {
 """
 """The page's listener for clicks on results (`js_on_load` of the results)."""
 
+TYPING_JS = """async (query) => {
+  // Searched once the user pauses; a query typed over meanwhile is not sent (null: nothing to do).
+  await new Promise((done) => setTimeout(done, 300));
+  const box = document.querySelector("#cs-search input, #cs-search textarea");
+  return box && box.value !== query ? null : query;
+}"""
+"""Debounces search-as-you-type (`js` of the search box's `input` event)."""
+
 FOCUS_JS = """(value) => {
   const id = String(value || "").split(":")[0];
   if (!/^[0-9]+$/.test(id)) { return []; }

@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import aliased
 
 from app.db.engine import create_engine
 from app.db.models import Conversation, Message
@@ -89,8 +90,18 @@ async def test_ten_thousand_messages(client: httpx.AsyncClient, database_url: st
         }
         for i in range(10_000)
     ]
+    earlier = aliased(Message)
     async with engine.begin() as conn:
         await conn.execute(insert(Message), rows)
+        # One chain, each message after the one before it, as the app writes them.
+        previous = (
+            select(func.max(earlier.id))
+            .where(earlier.conversation_id == cid, earlier.id < Message.id)
+            .scalar_subquery()
+        )
+        await conn.execute(update(Message).where(Message.conversation_id == cid).values(parent_id=previous))
+        last = select(func.max(Message.id)).where(Message.conversation_id == cid).scalar_subquery()
+        await conn.execute(update(Conversation).where(Conversation.id == cid).values(active_leaf_id=last))
     await engine.dispose()
 
     started = time.monotonic()

@@ -109,6 +109,24 @@ def test_search_a_phrase_then_jump_to_it(page: Any, stack: Stack) -> None:
     expect(page.locator("#cs-chat")).not_to_contain_text("a different question")
 
 
+def test_search_as_you_type(page: Any, stack: Stack) -> None:
+    word = f"tamarind{secrets.token_hex(3)}"
+    open_app(page, stack)
+    send(page, f"a {word} chutney recipe")
+    expect(last_answer(page)).to_contain_text(word, timeout=LONG)
+    wait_for_run_to_finish(stack, conversation_id(page))
+    box = page.locator("#cs-search input")
+    box.press_sequentially(f"{word} chut", delay=30)  # no Enter
+    hit = page.locator("#cs-search-results .cs-hit").first
+    expect(hit).to_be_visible(timeout=LONG)
+    expect(hit.locator("mark").first).to_contain_text(word)
+    # What shows is for the words typed last, not for a prefix typed on the way.
+    expect(page.locator("#cs-search-results")).not_to_contain_text("No messages match")
+    box.fill("")
+    box.dispatch_event("input")
+    expect(page.locator("#cs-search-results")).to_be_hidden(timeout=LONG)
+
+
 def test_search_escapes_snippets(page: Any, stack: Stack) -> None:
     word = f"marmalade{secrets.token_hex(3)}"
     open_app(page, stack)

@@ -130,6 +130,12 @@ async def test_a_blank_search_hides_the_results_without_asking(actions: ChatActi
     assert api.calls == []
 
 
+async def test_a_query_typed_over_changes_nothing(actions: ChatActions, api: StandInApi) -> None:
+    screen = await actions.search("", None)
+    assert screen.search_results is None
+    assert api.calls == []
+
+
 async def test_a_search_folds_whitespace_and_is_bounded(actions: ChatActions, api: StandInApi) -> None:
     await actions.search("", "  garden\n  party  ")
     await actions.search("", "x" * (MAX_QUERY_CHARS + 50))

@@ -12,6 +12,7 @@ import pytest
 from tests.ui.test_branches import without_branch_controls
 from ui.api_client import ApiError, ApiUnreachable, Unauthorized
 from ui.api_models import (
+    ApprovalResult,
     Backend,
     BackendList,
     Conversation,
@@ -25,7 +26,6 @@ from ui.api_models import (
     ToolList,
     Usage,
 )
-from ui.api_models import ApprovalResult
 from ui.handlers import Handlers
 from ui.markdown import markdown_html
 from ui.render import THINKING
