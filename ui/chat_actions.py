@@ -22,7 +22,15 @@ from ui.attachments import (
 from ui.branches import BranchAction, EditQuestion, SwitchBranch
 from ui.handlers import Handlers, _problem
 from ui.screen import Screen
-from ui.search_panel import MAX_QUERY_CHARS, RESULTS_SHOWN, Jump, focus_value, problem_html, results_html
+from ui.search_panel import (
+    MAX_QUERY_CHARS,
+    RESULTS_SHOWN,
+    Jump,
+    as_typed,
+    focus_value,
+    problem_html,
+    results_html,
+)
 from ui.tools_panel import draft_selection
 
 
@@ -70,6 +78,10 @@ class ChatActions:
                 return Screen(search_results=problem_html("Type a word to search for."))
             return Screen(search_results=problem_html(_problem(exc)))
         return Screen(search_results=results_html(query, results))
+
+    async def search_typed(self, key: str, query: str | None) -> Screen:
+        """`search` while the user types: the word being typed is searched as a prefix."""
+        return await self.search(key, None if query is None else as_typed(query))
 
     async def jump(self, key: str, jump: Jump | None) -> Screen:
         """Open a result's conversation at its message, switching to a branch through it if the

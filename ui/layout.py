@@ -123,13 +123,8 @@ class Page:
             (self.draft_tools, _value(screen.draft_tools)),
             (self.pending_files, _value(screen.pending_files)),
             (self.attachments, _value(screen.attachments)),
-            (
-                self.search_results,
-                _update(
-                    value=screen.search_results,
-                    visible=None if screen.search_results is None else bool(screen.search_results),
-                ),
-            ),
+            # Always shown (chat.css hides it while empty): its script listens for typing.
+            (self.search_results, _value(screen.search_results)),
             (self.focus, _value(screen.focus)),
         ]
 
@@ -203,9 +198,7 @@ def build_page(auth_required: bool) -> Page:
             max_length=search_panel.MAX_QUERY_CHARS,
             elem_id="cs-search",
         )
-        search_results = gr.HTML(
-            "", elem_id="cs-search-results", visible=False, js_on_load=search_panel.HITS_JS
-        )
+        search_results = gr.HTML("", elem_id="cs-search-results", js_on_load=search_panel.HITS_JS)
         conversations = gr.Radio(
             choices=[], label="Conversations", show_label=False, container=False, elem_id="cs-conversations"
         )

@@ -24,6 +24,31 @@ _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ROLES = {"user": "You", "assistant": "Answer"}
 
 
+MIN_PREFIX_CHARS = 2
+"""As the API's: a shorter prefix* is refused (it would match most of the index)."""
+_WORD_END = re.compile(r'[\s"]')
+
+
+def as_typed(query: str) -> str:
+    """What a search box runs while the user is still typing `query`: the word being typed (the
+    last one, unless a space ends the query) becomes a prefix*, or is left out while it is shorter
+    than a prefix may be. An open "phrase becomes a "phrase"* the same way."""
+    text = query[: MAX_QUERY_CHARS - 2]  # room for the `"*` added
+    if not text.strip() or text[-1].isspace() or text[-1] in '*"':
+        return text
+    if text.count('"') % 2:  # an open phrase, which runs to the end
+        words = text.rpartition('"')[2].split()
+        return text + '"*' if words and _alnum(words[-1]) >= MIN_PREFIX_CHARS else text
+    last = _WORD_END.split(text)[-1]
+    if _alnum(last) >= MIN_PREFIX_CHARS:
+        return text + "*"
+    return text[: len(text) - len(last)].rstrip()
+
+
+def _alnum(word: str) -> int:
+    return sum(ch.isalnum() for ch in word)
+
+
 def snippet_html(snippet: str, highlights: Sequence[tuple[int, int]]) -> str:
     """The snippet escaped, with each [start, end) range (code points, as Python indexes `str`) in
     `<mark>`. A range is clipped to the text and to what earlier ranges left of it; one that runs
@@ -93,16 +118,38 @@ def jump_from(data: Any) -> Jump | None:
     return Jump(conversation, message)
 
 
+def typed_query_from(data: Any) -> str | None:
+    """The query the page sent as the user typed (the browser's event data: checked)."""
+    if not isinstance(data, Mapping):
+        return None
+    query = data.get("query")
+    return query if isinstance(query, str) and len(query) <= MAX_QUERY_CHARS else None
+
+
 def focus_value(message_id: int, nonce: str) -> str:
     """What `Page.focus` is set to: the message to scroll to, made unique so a second jump to the
     same message scrolls again."""
     return f"{message_id}:{nonce}"
 
 
+TYPING_PAUSE_MS = 300
+"""Search-as-you-type waits for this pause in typing, so a word typed fast is one search."""
+
 HITS_JS = """
 window.csSearchTrigger = trigger;
 if (!window.csSearchListening) {
   window.csSearchListening = true;
+  // As the user types: the query once they pause, as a `submit` of the results (see wiring.py).
+  let typing = null;
+  document.addEventListener("input", (event) => {
+    const box = event.target.closest && event.target.closest("#cs-search");
+    if (!box) { return; }
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      const field = box.querySelector("input, textarea");
+      if (field) { window.csSearchTrigger("submit", { query: field.value }); }
+    }, %PAUSE%);
+  });
   document.addEventListener("click", (event) => {
     const hit = event.target.closest("#cs-search-results .cs-hit");
     if (!hit) { return; }
@@ -119,16 +166,9 @@ if (!window.csSearchListening) {
     }
   });
 }
-"""
-"""The page's listener for clicks on results (`js_on_load` of the results)."""
-
-TYPING_JS = """async (query) => {
-  // Searched once the user pauses; a query typed over meanwhile is not sent (null: nothing to do).
-  await new Promise((done) => setTimeout(done, 300));
-  const box = document.querySelector("#cs-search input, #cs-search textarea");
-  return box && box.value !== query ? null : query;
-}"""
-"""Debounces search-as-you-type (`js` of the search box's `input` event)."""
+""".replace("%PAUSE%", str(TYPING_PAUSE_MS))
+"""The page's listener for clicks on results and for typing in the search box (`js_on_load` of the
+results)."""
 
 FOCUS_JS = """(value) => {
   const id = String(value || "").split(":")[0];

@@ -30,7 +30,7 @@ from ui.page_js import (
     WRITE_URL_JS,
 )
 from ui.screen import Screen, session_ended
-from ui.search_panel import FOCUS_JS, TYPING_JS, jump_from
+from ui.search_panel import FOCUS_JS, jump_from, typed_query_from
 from ui.tools_panel import selection_from
 
 PAGE_TITLE = "chatstack"
@@ -165,10 +165,10 @@ def _wire_conversation_tools(
         )
     )
     guarded(page.search.submit(once(actions.search), inputs=[page.search], **quiet))
-    # As the user types: once they pause (TYPING_JS), and only the newest query once one is running.
+    # As the user types, once they pause (search_panel.HITS_JS); the newest query once one is running.
     guarded(
-        page.search.input(
-            once(actions.search), inputs=[page.search], js=TYPING_JS, trigger_mode="always_last", **quiet
+        page.search_results.submit(
+            with_data(actions.search_typed, typed_query_from), trigger_mode="always_last", **quiet
         )
     )
     guarded(page.search_results.click(with_data(actions.jump, jump_from), **navigation))

@@ -9,8 +9,6 @@ comes from the user's cache (`CHATSTACK_MODEL_CACHE`), fetched from PyPI's data 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,16 +17,15 @@ import pytest
 import yaml
 from openai import AsyncOpenAI
 
-from backends.local.catalogue import get_model
 from tests.local.canned_search import canned_search_server
+from tests.local.embedded_stack import MODEL
 from tests.local.tasks import TASKS, Task, is_correct
-from tests.support.processes import ServerProcess, free_port, start_chatstack, start_process
+from tests.support.processes import ServerProcess, start_chatstack
 from tests.support.sse import Event, new_conversation, read_events, start_message
 
 # The first test also waits for the engine (fetch, conversion and start on a fresh machine).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
-MODEL = get_model(os.environ.get("CHATSTACK_TEST_MODEL") or None)
 TARGET = 2 / 3
 """What this test holds the embedded model to, at 12 tasks. The product target is 80%, which the 1.5B
 reaches (21/24 measured with the strict checker, docs/embedded-model.md), but at n=12 an 80% gate would
@@ -37,33 +34,7 @@ agent makes the small model finish (without an answer step it answers no tool ta
 printed for the record."""
 ANSWER_STEP = "inline"
 """The `local` backend's answer step (see docs/embedded-model.md for the measurements behind it)."""
-ENGINE_START_TIMEOUT_S = 1500.0
-"""A fresh machine fetches and converts the model first; a loaded two-core machine starts slowly."""
 TASK_TIMEOUT_S = 600.0
-
-
-@pytest.fixture(scope="module")
-def engine(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The engine, run by `chatstack model serve` (the supervisor) on a free port."""
-    port = free_port()
-    data_dir = tmp_path_factory.mktemp("engine")
-    server = start_process(
-        [sys.executable, "-m", "backends.local.cli", "serve"],
-        health_url=f"http://127.0.0.1:{port}/health",
-        base_url=f"http://127.0.0.1:{port}/v1",
-        env={
-            "CHATSTACK_ENGINE_PORT": str(port),
-            "CHATSTACK_DATA_DIR": str(data_dir),
-            "CHATSTACK_MODEL": MODEL.name,
-        },
-        log_path=log_dir / f"engine-supervisor-{port}.log",
-        timeout=ENGINE_START_TIMEOUT_S,
-    )
-    yield server
-    server.stop(timeout=60)
-    engine_log = data_dir / "logs" / "engine.log"
-    if engine_log.exists():
-        (log_dir / f"engine-{port}.log").write_bytes(engine_log.read_bytes())
 
 
 @pytest.fixture(scope="module")

@@ -42,3 +42,21 @@ def test_the_bench_task_file_is_this_task_set() -> None:
     assert [(t.prompt, t.tools, t.answer) for t in bench] == [
         (t.prompt, tools[t.kind], t.expected[0]) for t in TASKS
     ]
+
+
+@pytest.mark.parametrize(
+    ("tools", "called", "answer", "prose"),
+    [
+        (["calculator"], ["calculator"], "1234 * 5678 = 7006652", False),
+        (["calculator"], [], "17% of 2350: 0.17 * 2350 = 399.5", True),
+        (["calculator"], [], "I cannot compute that.", False),  # no number given: a miss, not prose maths
+        (["web_search"], [], "Velmora has 48,213 people.", None),  # not a calculator task
+    ],
+)
+def test_prose_arithmetic_is_a_calculator_task_answered_without_it(
+    tools: list[str], called: list[str], answer: str, prose: bool | None
+) -> None:
+    from bench.datasets.agent_tasks import AgentTask, prose_arithmetic
+
+    task = AgentTask(id="t", prompt="q", tools=tools, answer=None)
+    assert prose_arithmetic(task, called, answer) is prose

@@ -92,8 +92,12 @@ def test_search_a_phrase_then_jump_to_it(page: Any, stack: Stack) -> None:
     expect(last_answer(page)).to_contain_text("Echo: a different question", timeout=LONG)
     wait_for_run_to_finish(stack, cid, runs=2)
     page.locator("#cs-new-chat").click()
+    # The new chat must be shown before typing: a question sent sooner goes to the chat shown.
+    expect(page.locator("#cs-title textarea")).to_have_value("New chat", timeout=LONG)
+    expect(page).not_to_have_url(re.compile(f"c={cid}"))
     send(page, "an unrelated conversation")
     expect(last_answer(page)).to_contain_text("Echo: an unrelated conversation", timeout=LONG)
+    assert conversation_id(page) != cid
 
     search_for(page, f"{word} garden party")
     hit = page.locator("#cs-search-results .cs-hit").first
@@ -123,7 +127,6 @@ def test_search_as_you_type(page: Any, stack: Stack) -> None:
     # What shows is for the words typed last, not for a prefix typed on the way.
     expect(page.locator("#cs-search-results")).not_to_contain_text("No messages match")
     box.fill("")
-    box.dispatch_event("input")
     expect(page.locator("#cs-search-results")).to_be_hidden(timeout=LONG)
 
 

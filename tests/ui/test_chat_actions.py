@@ -136,6 +136,14 @@ async def test_a_query_typed_over_changes_nothing(actions: ChatActions, api: Sta
     assert api.calls == []
 
 
+async def test_while_typing_the_last_word_is_a_prefix(actions: ChatActions, api: StandInApi) -> None:
+    await actions.search_typed("", "garden pa")
+    screen = await actions.search_typed("", "g")
+    assert api.calls == [("search", "garden pa*", RESULTS_SHOWN)]
+    assert screen.search_results == ""
+    assert (await actions.search_typed("", None)).search_results is None
+
+
 async def test_a_search_folds_whitespace_and_is_bounded(actions: ChatActions, api: StandInApi) -> None:
     await actions.search("", "  garden\n  party  ")
     await actions.search("", "x" * (MAX_QUERY_CHARS + 50))

@@ -12,14 +12,17 @@ import pytest
 from tests.ui.test_markdown import parse
 from ui.api_models import SearchHit, SearchResults
 from ui.search_panel import (
+    MAX_QUERY_CHARS,
     MAX_TITLE_CHARS,
     Jump,
+    as_typed,
     focus_value,
     hit_html,
     jump_from,
     problem_html,
     results_html,
     snippet_html,
+    typed_query_from,
 )
 
 HOSTILE = '<img src=x onerror="alert(1)"> & <b>bold</b> "q"'
@@ -239,3 +242,43 @@ def test_a_second_jump_to_the_same_message_is_a_new_value() -> None:
     first, second = focus_value(7, "1.0"), focus_value(7, "2.0")
     assert first != second
     assert first.split(":")[0] == second.split(":")[0] == "7"
+
+
+# searching as the user types
+
+
+@pytest.mark.parametrize(
+    ("typed", "searched"),
+    [
+        ("garden par", "garden par*"),  # the word being typed is a prefix
+        ("garden ", "garden "),  # a space ended it: a whole word
+        ("garden p", "garden"),  # too short for a prefix yet: left out
+        ("p", ""),
+        ("🎉", ""),
+        ('"new yor', '"new yor"*'),  # an open phrase
+        ('"new y', '"new y'),
+        ('"new york"', '"new york"'),
+        ("ital*", "ital*"),  # already a prefix
+        ("naïve caf", "naïve caf*"),
+        ("", ""),
+        ("   ", "   "),
+    ],
+)
+def test_the_word_being_typed_is_searched_as_a_prefix(typed: str, searched: str) -> None:
+    assert as_typed(typed) == searched
+
+
+def test_a_typed_query_stays_within_the_apis_limit() -> None:
+    assert len(as_typed("x" * (MAX_QUERY_CHARS + 100))) <= MAX_QUERY_CHARS
+
+
+def test_a_typed_query_is_taken_from_the_pages_event() -> None:
+    assert typed_query_from({"query": "garden pa"}) == "garden pa"
+    assert typed_query_from({"query": ""}) == ""
+
+
+@pytest.mark.parametrize(
+    "data", [None, "garden", {}, {"query": 5}, {"query": None}, {"query": "x" * (MAX_QUERY_CHARS + 1)}]
+)
+def test_a_typed_query_that_is_no_text_is_ignored(data: Any) -> None:
+    assert typed_query_from(data) is None
