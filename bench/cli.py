@@ -245,3 +245,22 @@ def report_command(
         raise typer.Exit(2) from exc
     out.write_text(render_report(docs, title))
     typer.echo(f"Wrote {out} ({len(docs)} runs)")
+
+
+@bench_app.command("mcp")
+def mcp_command(
+    calls: Annotated[int, typer.Option(min=1, help="Measured rounds per target.")] = 300,
+    warmup: Annotated[int, typer.Option(min=0, help="Unrecorded rounds first.")] = 30,
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated: everything-stdio, everything-http, time-stdio.")
+    ] = "everything-stdio,everything-http,time-stdio",
+    out: Annotated[Path | None, typer.Option(help="Results folder.")] = None,
+) -> None:
+    """Measure what chatstack's MCP client adds per tool call (`python -m bench.mcp_overhead`)."""
+    from bench.mcp_overhead import parse_targets, run
+
+    try:
+        chosen = parse_targets(targets)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--targets") from exc
+    run(calls=calls, warmup=warmup, targets=chosen, out=out)

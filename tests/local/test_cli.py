@@ -62,3 +62,12 @@ def test_path_and_status_follow_the_precision(monkeypatch: pytest.MonkeyPatch) -
 def test_an_unknown_precision_is_a_usage_error() -> None:
     result = runner.invoke(model_app, ["fetch", "--precision", "fp8"])
     assert result.exit_code == 2
+
+
+def test_fetch_and_path_default_to_the_catalogue_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make engine` runs `chatstack model fetch` with no --precision: it converts the catalogue's choice.
+    monkeypatch.delenv("CHATSTACK_MODEL_PRECISION", raising=False)
+    result = runner.invoke(model_app, ["path", "--model", "qwen2.5-coder-1.5b"])
+    assert result.exit_code == 1
+    assert "chatstack model fetch --model qwen2.5-coder-1.5b --precision int8" in result.stderr
+    assert "hf-int8" in result.stderr

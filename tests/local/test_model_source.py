@@ -189,9 +189,11 @@ def test_the_precision_is_the_setting_else_the_catalogue_entry(monkeypatch: pyte
     assert resolve_model("small", precision="bf16").precision == "bf16"
 
 
-def test_the_shipped_catalogue_serves_bf16_and_pins_int8() -> None:
+def test_the_shipped_catalogue_serves_the_measured_precisions() -> None:
     # The default precision is a decision made on measurements (docs/embedded-model.md: int8 answered the
-    # agent task set no better than bf16), not a default that slips in: changing it must change this test.
-    assert {spec.precision for spec in load_catalogue().models.values()} == {"bf16"}
-    # The default model's int8 conversion is pinned: `--precision int8` serves exactly what was measured.
-    assert set(get_model().converted_sha256) == {"int8"}
+    # agent task set as well as bf16, faster and in less memory), not a default that slips in: changing
+    # it must change this test too. The 0.5B was not measured in int8.
+    precisions = {name: spec.precision for name, spec in load_catalogue().models.items()}
+    assert precisions == {"qwen2.5-coder-0.5b": "bf16", "qwen2.5-coder-1.5b": "int8"}
+    # A quantised default is pinned, so a fresh machine converts exactly what was measured.
+    assert get_model().precision in get_model().converted_sha256
