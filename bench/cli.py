@@ -255,6 +255,9 @@ def mcp_command(
         str, typer.Option(help="Comma-separated: everything-stdio, everything-http, time-stdio.")
     ] = "everything-stdio,everything-http,time-stdio",
     out: Annotated[Path | None, typer.Option(help="Results folder.")] = None,
+    agent_runs: Annotated[
+        int, typer.Option(min=0, help="Also time one MCP call in N agent runs (0: skip).")
+    ] = 0,
 ) -> None:
     """Measure what chatstack's MCP client adds per tool call (`python -m bench.mcp_overhead`)."""
     from bench.mcp_overhead import parse_targets, run
@@ -263,4 +266,4 @@ def mcp_command(
         chosen = parse_targets(targets)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--targets") from exc
-    run(calls=calls, warmup=warmup, targets=chosen, out=out)
+    run(calls=calls, warmup=warmup, targets=chosen, out=out, agent_runs=agent_runs)

