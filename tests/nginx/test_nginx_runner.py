@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -348,13 +349,24 @@ async def test_serve_behind_nginx_starts_and_stops_both(prefix: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_serve_behind_nginx_stops_the_app_when_nginx_dies(prefix: Path) -> None:
+async def test_serve_behind_nginx_stops_the_app_when_nginx_dies(
+    prefix: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chatstack.nginx")
     server = hello_server()
     opts = options(upstreams=(f"127.0.0.1:{server.config.port}",))
     serving = asyncio.create_task(serve_behind_nginx(server, opts, prefix=prefix))
     pid = await wait_for_pid(prefix)
-    await wait_for_answer(f"{opts.url}/", serving)  # started and watched: now kill it from outside
-    os.kill(pid, signal.SIGTERM)  # the nginx this test started
+    await wait_for_answer(f"{opts.url}/", serving)
+    # nginx answers as soon as it listens, which can be before the runner has seen it start (it polls):
+    # killed in between, it would be a failure at start, another path. Wait until it watches nginx.
+    for _ in range(400):
+        if any(r.getMessage().startswith("nginx at ") for r in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the runner never reported nginx started")
+    os.kill(pid, signal.SIGTERM)  # started and watched: now kill it from outside
     with pytest.raises(NginxError, match="exited unexpectedly"):
         await asyncio.wait_for(serving, 30)
     assert server.started
