@@ -4,12 +4,10 @@ and PostgreSQL: upgrade keeps the data, the new table counts atomically, and dow
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -22,7 +20,7 @@ from app.db.engine import create_engine, session_factory
 from app.db.migrate import alembic_config, upgrade_database
 from app.db.models import Base
 from app.store import Store
-from tests.conftest import PG_ADMIN_URL
+from tests.support.databases import scratch_postgres
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -35,23 +33,12 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield made
         await made.dispose()
         return
-    name = f"chatstack_migration_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    made = create_engine(f"{base}/{name}")
-    try:
-        yield made
-    finally:
-        await made.dispose()
-        admin = await asyncpg.connect(PG_ADMIN_URL)
+    async with scratch_postgres("chatstack_migration") as url:
+        made = create_engine(url)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield made
         finally:
-            await admin.close()
+            await made.dispose()
 
 
 async def migrate(engine: AsyncEngine, action: str, revision: str) -> None:

@@ -5,13 +5,11 @@ before, as a single chain, and goes on from where it was; downgrading undoes the
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import Connection, inspect, text
@@ -19,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
 from tests.app.test_token_budget_migration import migrate
-from tests.conftest import PG_ADMIN_URL
+from tests.support.databases import scratch_postgres
 from tests.support.processes import ServerProcess, start_chatstack
 from tests.support.sse import answer_text, ask, read_events
 
@@ -56,23 +54,12 @@ async def old_database(tmp_path: Path, database_url: str) -> AsyncIterator[tuple
         yield url, made
         await made.dispose()
         return
-    name = f"chatstack_tree_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    made = create_engine(url)
-    try:
-        yield url, made
-    finally:
-        await made.dispose()
-        admin = await asyncpg.connect(PG_ADMIN_URL)
+    async with scratch_postgres("chatstack_tree") as url:
+        made = create_engine(url)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield url, made
         finally:
-            await admin.close()
+            await made.dispose()
 
 
 async def fill_at_0005(engine: AsyncEngine) -> None:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from alembic import command
@@ -24,7 +23,7 @@ from sqlalchemy import Connection, bindparam, text
 from app.db.engine import create_engine
 from app.db.migrate import alembic_config
 from app.db.models import UTCDateTime
-from tests.conftest import PG_ADMIN_URL
+from tests.support.databases import scratch_postgres
 from tests.support.processes import ServerProcess, start_chatstack, users_cli
 from tests.support.sse import ask, new_conversation
 
@@ -245,15 +244,15 @@ async def database_at_0006(database_url: str, tmp_path_factory: pytest.TempPathF
     """A new database migrated to 0006 (the release before search), holding a conversation."""
     if database_url.startswith("sqlite"):
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('old') / 'old.db'}"
-        name = None
-    else:
-        name = f"chatstack_search_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        await _fill_at_0006(url)
+        yield url
+        return
+    async with scratch_postgres("chatstack_search") as url:
+        await _fill_at_0006(url)
+        yield url
+
+
+async def _fill_at_0006(url: str) -> None:
     engine = create_engine(url)
 
     def to_0006(connection: Connection) -> None:
@@ -282,13 +281,6 @@ async def database_at_0006(database_url: str, tmp_path_factory: pytest.TempPathF
                 {"role": role, "content": content, "now": now},
             )
     await engine.dispose()
-    yield url
-    if name is not None:
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def test_migration_indexes_existing_messages(
