@@ -14,8 +14,8 @@ CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
 _SHA256 = r"^[0-9a-f]{64}$"
 
 Precision = Literal["bf16", "int4", "int8"]
-"""How the engine holds the weights: dequantised to bfloat16, 4-bit AWQ for vLLM's CPU int4 kernel, or
-int8 (W8A8) for its oneDNN int8 kernel."""
+"""How the engine holds the weights: dequantised to bfloat16, or quantised to 4 or 8 bits for
+chatstack's vLLM plugin (`quantised_linear.py`, on PyTorch's CPU kernels)."""
 PRECISIONS: tuple[Precision, ...] = ("bf16", "int4", "int8")
 
 

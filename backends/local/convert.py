@@ -3,15 +3,15 @@
 Runs as a script in the engine's Python (it needs torch, transformers, gguf and accelerate, which
 chatstack's own environment does not have), so it imports nothing from chatstack:
 
-    <engine python> convert.py --gguf FILE --out DIR --sha256 HASH [--precision bf16|int4]
+    <engine python> convert.py --gguf FILE --out DIR --sha256 HASH [--precision bf16|int4|int8]
 
-`bf16` dequantises the weights to bfloat16. `int4` then quantises every linear layer of the decoder to
-4-bit AWQ (asymmetric uint4, one bfloat16 scale and one 4-bit zero point per 32 weights of a row), the
-format vLLM's CPU build runs with its `CPUWNA16LinearKernel`; the embedding table, the output layer,
-norms and biases stay bfloat16. Q4_K's own blocks cannot be copied over as they are: their minimums are
-not whole multiples of their scales, while the kernel's zero points are integers, so each group of 32 is
-fitted again (least squares over the scale, three zero points tried). The output is a function of the
-GGUF file only (fixed-order sums, no randomness), so its hash can be pinned.
+`bf16` dequantises the weights to bfloat16. `int8` then quantises every linear layer of the decoder and
+the output layer to int8, one scale per output row; `int4` quantises the decoder's linear layers to 4
+bits, one bfloat16 scale and zero per 32 weights of a row (each group fitted again from the bf16 weights:
+least squares over the scale, three zero points tried). Both are run by chatstack's vLLM plugin
+(`quantised_linear.py`, whose docstring has the tensors' layout); the embedding table, norms and biases
+stay bfloat16. The output is a function of the GGUF file only (fixed-order sums, no randomness), so its
+hash can be pinned.
 
 The folder is written beside `DIR` and renamed into place only when complete, with a marker
 (`chatstack-model.json`) naming the GGUF hash it came from, the precision and the weights' SHA-256, so a
@@ -31,12 +31,10 @@ from typing import Any
 
 MARKER = "chatstack-model.json"
 WEIGHTS_FILE = "model.safetensors"
-FORMAT = 2
+FORMAT = 3
 """Bumped when a conversion's output changes, so older folders are converted again."""
 GROUP_SIZE = 32
 """Weights per scale and zero point: Q4_K's sub-block, and the size the CPU kernel handles best here."""
-AWQ_PACK_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
-"""AWQ's order of the eight 4-bit values in an int32 (vLLM undoes it when loading)."""
 _ROWS_PER_CHUNK = 64
 """Rows quantised at once: a few megabytes of float32, so the passes over them stay in the caches."""
 
@@ -91,65 +89,55 @@ def _fit_groups(x: Any) -> tuple[Any, Any, Any]:
     return best[1], best[2], best[3]
 
 
-def _pack_awq(values: Any) -> Any:
-    """[rows, cols] integers in 0..15 -> [rows, cols / 8] int32, eight to an int32 in AWQ's order."""
+def pack_int4(values: Any) -> Any:
+    """[rows, cols] integers in 0..15 -> [rows, cols / 2] uint8: column 2j in the low nibble of byte j."""
     import torch
 
-    rows, cols = values.shape
-    grouped = values.to(torch.int64).reshape(rows, cols // 8, 8)[:, :, list(AWQ_PACK_ORDER)]
-    shifts = torch.arange(0, 32, 4, dtype=torch.int64)
-    packed = (grouped << shifts).sum(-1)
-    # Two's complement: the top nibble sets the sign bit of an int32.
-    packed = torch.where(packed >= 2**31, packed - 2**32, packed)
-    return packed.to(torch.int32).contiguous()
+    pairs = values.to(torch.uint8).reshape(values.shape[0], -1, 2)
+    return (pairs[..., 0] | (pairs[..., 1] << 4)).contiguous()
 
 
-def _unpack_awq(packed: Any) -> Any:
+def unpack_int4(qweight: Any) -> Any:
+    """[rows, cols / 2] uint8 -> [rows, cols] int32 values 0..15."""
     import torch
 
-    rows, cols = packed.shape
-    shifts = torch.arange(0, 32, 4, dtype=torch.int32)
-    nibbles = (packed.unsqueeze(-1) >> shifts) & 0xF
-    out = torch.empty_like(nibbles)
-    out[:, :, list(AWQ_PACK_ORDER)] = nibbles
-    return out.reshape(rows, cols * 8)
+    return torch.stack((qweight & 0xF, qweight >> 4), dim=-1).reshape(qweight.shape[0], -1).to(torch.int32)
 
 
-def quantize_awq(weight: Any, group_size: int = GROUP_SIZE) -> dict[str, Any]:
-    """A linear layer's weight [out, in] as AWQ tensors: `qweight` [in, out/8] and `qzeros`
-    [in/G, out/8] (int32), `scales` [in/G, out] (bfloat16)."""
+def quantize_int4(weight: Any, group_size: int = GROUP_SIZE) -> dict[str, Any]:
+    """A linear layer's weight [out, in] as the `chatstack_int4` tensors: `qweight` [out, in/2] (uint8, two
+    4-bit values to a byte), `scales` and `zeros` [out, in/G] (bfloat16), meaning (q - 8) * scale + zero
+    (PyTorch's int4 CPU kernel's formula)."""
     import torch
 
     out_features, in_features = weight.shape
-    if in_features % group_size or out_features % 8 or group_size & (group_size - 1):
+    if in_features % group_size or group_size & (group_size - 1):
         raise ValueError(f"cannot quantise a {tuple(weight.shape)} weight in groups of {group_size}")
     groups = in_features // group_size
     qs, scales, zeros = [], [], []
     for row in range(0, out_features, _ROWS_PER_CHUNK):
         x = weight[row : row + _ROWS_PER_CHUNK].float().reshape(-1, groups, group_size)
         q, scale, zero = _fit_groups(x)
-        qs.append(q.reshape(-1, in_features).to(torch.uint8))
+        qs.append(q.reshape(-1, in_features))
         scales.append(scale.reshape(-1, groups))
-        zeros.append(zero.reshape(-1, groups).to(torch.uint8))
+        # (q - zero) * scale == (q - 8) * scale + (8 - zero) * scale
+        zeros.append(((8 - zero) * scale).reshape(-1, groups))
     return {
-        "qweight": _pack_awq(torch.cat(qs).t()),
-        "qzeros": _pack_awq(torch.cat(zeros).t()),
-        "scales": torch.cat(scales).t().contiguous().to(torch.bfloat16),
+        "qweight": pack_int4(torch.cat(qs)),
+        "scales": torch.cat(scales).to(torch.bfloat16).contiguous(),
+        "zeros": torch.cat(zeros).to(torch.bfloat16).contiguous(),
     }
 
 
-def dequantize_awq(qweight: Any, qzeros: Any, scales: Any) -> Any:
-    """The weight [out, in] (float32) that AWQ tensors stand for, as vLLM's kernel computes it."""
-    q = _unpack_awq(qweight).float()  # [in, out]
-    group_size = q.shape[0] // scales.shape[0]
-    zeros = _unpack_awq(qzeros).float().repeat_interleave(group_size, dim=0)
-    return ((q - zeros) * scales.float().repeat_interleave(group_size, dim=0)).t()
+def dequantize_int4(qweight: Any, scales: Any, zeros: Any) -> Any:
+    """The weight [out, in] (float32) that int4 tensors stand for, as the kernel computes it."""
+    q = unpack_int4(qweight).float().reshape(qweight.shape[0], scales.shape[1], -1)
+    return ((q - 8) * scales.float()[..., None] + zeros.float()[..., None]).reshape(qweight.shape[0], -1)
 
 
 def quantize_int8(weight: Any) -> dict[str, Any]:
-    """A linear layer's weight [out, in] as compressed-tensors W8A8 tensors: `weight` int8 (symmetric, one
-    float32 `weight_scale` per output row), for vLLM's oneDNN int8 kernel (activations are quantised per
-    token as they come)."""
+    """A linear layer's weight [out, in] as `weight` int8 (symmetric) and one float32 `weight_scale` per
+    output row [out, 1], for the `chatstack_int8` method (`quantised_linear.py`: activations stay bf16)."""
     import torch
 
     scale = weight.float().abs().amax(1, keepdim=True) / 127
@@ -164,7 +152,7 @@ def dequantize_int8(weight: Any, weight_scale: Any) -> Any:
 
 def _restored(tensors: dict[str, Any]) -> Any:
     if "qweight" in tensors:
-        return dequantize_awq(tensors["qweight"], tensors["qzeros"], tensors["scales"])
+        return dequantize_int4(tensors["qweight"], tensors["scales"], tensors["zeros"])
     return dequantize_int8(tensors["weight"], tensors["weight_scale"])
 
 
@@ -174,37 +162,25 @@ def _relative_error(weight: Any, tensors: dict[str, Any]) -> float:
     return float((restored - reference).norm() / reference.norm().clamp(min=1e-30))
 
 
-QUANTISERS = {"int4": quantize_awq, "int8": quantize_int8}
+QUANTISERS = {"int4": quantize_int4, "int8": quantize_int8}
 
 QUANTIZATION_CONFIGS: dict[str, dict[str, Any]] = {
-    # AutoAWQ's GEMM layout: vLLM's CPU build runs it with CPUWNA16LinearKernel.
-    "int4": {
-        "quant_method": "awq", "version": "gemm", "bits": 4, "group_size": GROUP_SIZE, "zero_point": True
-    },
-    # compressed-tensors W8A8: vLLM's CPU build runs it with its oneDNN int8 scaled-mm kernel.
-    "int8": {
-        "quant_method": "compressed-tensors",
-        "format": "int-quantized",
-        "quantization_status": "compressed",
-        "config_groups": {
-            "group_0": {
-                "targets": ["Linear"],
-                "weights": {
-                    "num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "dynamic": False
-                },
-                "input_activations": {
-                    "num_bits": 8, "type": "int", "symmetric": True, "strategy": "token", "dynamic": True
-                },
-            }
-        },
-        "ignore": ["lm_head"],
-    },
+    # Both run by chatstack's vLLM plugin (quantised_linear.py) on PyTorch's CPU kernels.
+    "int4": {"quant_method": "chatstack_int4", "group_size": GROUP_SIZE},
+    "int8": {"quant_method": "chatstack_int8"},
 }  # fmt: skip
+
+
+def quantises_output_layer(model: Any, precision: str) -> bool:
+    """int8 quantises the output layer too (a seventh of what bf16 reads per token; int4 keeps it, whose
+    int4 error would show in every logit),
+    unless it is tied to the embedding table, which must stay as it is (the 0.5B's is)."""
+    return precision == "int8" and not getattr(model.config, "tie_word_embeddings", False)
 
 
 def quantize_model(model: Any, precision: str, log: Any = print) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the quantised state dict, a summary of the per-layer relative error). Every `nn.Linear` in the
-    decoder layers is quantised (`int4` or `int8`) and its bfloat16 weight released as it goes."""
+    decoder layers (for int8 the output layer too) is quantised, its bfloat16 weight released as it goes."""
     import torch
 
     # One thread: the work comes in small chunks (to stay in the caches), where a second thread costs more
@@ -215,7 +191,12 @@ def quantize_model(model: Any, precision: str, log: Any = print) -> tuple[dict[s
     errors: dict[str, float] = {}
     quantised: set[str] = set()
     started = time.monotonic()
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n]
+    output_layer = quantises_output_layer(model, precision)
+    layers = [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and (".layers." in n or (output_layer and n == "lm_head"))
+    ]
     for number, (name, module) in enumerate(layers, start=1):
         tensors = quantise(module.weight.data)
         errors[name] = round(_relative_error(module.weight.data, tensors), 5)
@@ -280,7 +261,9 @@ def convert(gguf: Path, out: Path, sha256: str, generation: dict[str, Any], prec
         model.generation_config.save_pretrained(partial)
         config_path = partial / "config.json"
         config = json.loads(config_path.read_text())
-        config["quantization_config"] = QUANTIZATION_CONFIGS[precision]
+        config["quantization_config"] = QUANTIZATION_CONFIGS[precision] | (
+            {"lm_head": quantises_output_layer(model, precision)} if precision == "int8" else {}
+        )
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(partial / WEIGHTS_FILE), metadata={"format": "pt"})
         (partial / f"{precision}-errors.json").write_text(json.dumps(errors, indent=2) + "\n")

@@ -6,11 +6,12 @@ own virtualenv, installed from a pinned list with `--no-deps` (see `engine-requi
 (`backends/serve/`, whose apps host vLLM) goes into the same venv from a second pinned list installed in
 the same run and covered by the same stamp.
 
-chatstack's vLLM plugins (the `chatstack_qwen` tool parser) are declared as `vllm.general_plugins` entry
-points in pyproject.toml. vLLM's own server could take the parser as `--tool-parser-plugin FILE`, but a
-Ray Serve app cannot pass that on, so the entry points must be visible in the venv: `install-engine`
-writes them as a small distribution's metadata (`chatstack_engine_plugins-<version>.dist-info`, no code;
-the code is imported from the checkout, which the engine's PYTHONPATH holds), covered by the stamp too.
+chatstack's vLLM plugins (the `chatstack_qwen` tool parser; `chatstack_quant`, the quantised linear layers)
+are declared as `vllm.general_plugins` entry points in pyproject.toml. vLLM's own server could take the
+parser as `--tool-parser-plugin FILE`, but a Ray Serve app cannot pass that on, and the quantisation
+methods have no such flag, so the entry points must be visible in the venv: `install-engine` writes them
+as a small distribution's metadata (`chatstack_engine_plugins-<version>.dist-info`, no code; the code is
+imported from the checkout, which the engine's PYTHONPATH holds), covered by the stamp too.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ PLUGIN_GROUPS = ("vllm.general_plugins",)
 PLUGIN_DIST = "chatstack_engine_plugins"
 CHECK_PLUGINS = (
     "from importlib.metadata import entry_points; "
-    "assert 'chatstack_qwen' in entry_points(group='vllm.general_plugins').names, 'no chatstack_qwen plugin'"
+    "names = entry_points(group='vllm.general_plugins').names; "
+    "assert {'chatstack_qwen', 'chatstack_quant'} <= set(names), f'plugins missing: {sorted(names)}'"
 )
 
 Requirements = Path | Sequence[Path]

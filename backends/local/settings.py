@@ -41,8 +41,8 @@ class LocalSettings(BaseSettings):
     """A catalogue name (`chatstack model list`), a local Hugging Face model folder, or a hub model id.
     Empty means the catalogue's default model."""
     model_precision: Literal["", "bf16", "int4", "int8"] = ""
-    """How a catalogue model's weights are held: `bf16`, `int4` (4-bit AWQ on vLLM's CPU int4 kernel) or
-    `int8` (W8A8 on its oneDNN int8 kernel); empty means the catalogue's choice for the model. See
+    """How a catalogue model's weights are held: `bf16`, `int4` or `int8` (weight-only, on PyTorch's CPU
+    kernels through chatstack's vLLM plugin); empty means the catalogue's choice for the model. See
     docs/embedded-model.md for what each costs and gains."""
     served_model_name: str = ""
     """The name the engine serves the model under; empty means the catalogue's name, or the folder or id."""

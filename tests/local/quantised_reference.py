@@ -1,4 +1,4 @@
-"""Load a quantised conversion with vLLM (its CPU int4 or int8 kernel) and compare it with what the
+"""Load a quantised conversion with vLLM (chatstack's int4 or int8 layers) and compare it with what the
 checkpoint means.
 
 Runs in the engine's Python (vLLM, torch, transformers):
@@ -49,13 +49,13 @@ def dequantised(folder: Path) -> dict[str, Any]:
     from safetensors.torch import load_file  # type: ignore[import-not-found]
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "backends" / "local"))
-    from convert import dequantize_awq, dequantize_int8  # type: ignore[import-not-found]
+    from convert import dequantize_int4, dequantize_int8  # type: ignore[import-not-found]
 
     state = load_file(str(folder / "model.safetensors"))
     int4 = {key.removesuffix(".qweight") for key in state if key.endswith(".qweight")}
     int8 = {key.removesuffix(".weight_scale") for key in state if key.endswith(".weight_scale")}
     weights = {
-        n: dequantize_awq(state[f"{n}.qweight"], state[f"{n}.qzeros"], state[f"{n}.scales"]) for n in int4
+        n: dequantize_int4(state[f"{n}.qweight"], state[f"{n}.scales"], state[f"{n}.zeros"]) for n in int4
     }
     weights |= {n: dequantize_int8(state[f"{n}.weight"], state[f"{n}.weight_scale"]) for n in int8}
     return weights

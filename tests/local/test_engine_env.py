@@ -54,18 +54,22 @@ def _site_packages(venv: Path) -> Path:
     return site
 
 
-def test_the_plugin_metadata_declares_the_tool_parser_as_pyproject_does(tmp_path: Path) -> None:
-    assert "[vllm.general_plugins]\nchatstack_qwen = backends.local.tool_parser:register\n" in (
-        plugin_entry_points()
-    )
+def test_the_plugin_metadata_declares_the_plugins_as_pyproject_does(tmp_path: Path) -> None:
+    assert (
+        "[vllm.general_plugins]\nchatstack_qwen = backends.local.tool_parser:register\n"
+        "chatstack_quant = backends.local.quantised_linear:register\n"
+    ) in plugin_entry_points()
     site = _site_packages(tmp_path)
     first = write_plugin_metadata(site)
     again = write_plugin_metadata(site)  # replaces, never piles up
     assert [p.name for p in site.iterdir()] == [again.name] == [first.name]
     (dist,) = importlib.metadata.distributions(path=[str(site)])
     assert dist.metadata["Name"] == "chatstack-engine-plugins"
-    (point,) = dist.entry_points.select(group="vllm.general_plugins")
-    assert (point.name, point.value) == ("chatstack_qwen", "backends.local.tool_parser:register")
+    points = dist.entry_points.select(group="vllm.general_plugins")
+    assert sorted((point.name, point.value) for point in points) == [
+        ("chatstack_quant", "backends.local.quantised_linear:register"),
+        ("chatstack_qwen", "backends.local.tool_parser:register"),
+    ]
     assert sorted((again / "RECORD").read_text().split()) == sorted(
         f"{again.name}/{f.name},," for f in again.iterdir()
     )
