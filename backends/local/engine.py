@@ -27,6 +27,7 @@ from typing import Literal
 
 import aiohttp
 
+from backends.local.cpu_features import bf16_warning, cpu_flags, describe
 from backends.local.model_source import ModelSource, prepare_model, resolve_model
 from backends.local.settings import LocalSettings
 from backends.local.weights import ModelCache, WeightsError
@@ -68,6 +69,8 @@ class LocalEngineConfig:
     compile: bool = False
     """torch.compile the model (vLLM's default) rather than run it eagerly (`--enforce-eager`)."""
     tool_parser: str = "chatstack_qwen"
+    cpu_flags: frozenset[str] = frozenset()
+    """This CPU's flags (`cpu_features.cpu_flags`), for the log."""
     extra_args: tuple[str, ...] = ()
     engine: EngineKind = "vllm"
     ray_dir: Path | None = None
@@ -208,6 +211,7 @@ def engine_config(settings: LocalSettings | None = None) -> LocalEngineConfig:
         cache_dir=settings.data_dir / "engine-cache",
         start_timeout_s=settings.engine_start_timeout_s,
         max_restarts=settings.engine_max_restarts,
+        cpu_flags=cpu_flags(),
     )
 
 
@@ -399,8 +403,12 @@ class EngineSupervisor:
                 env=config.environment(),
             )
         host = "Ray Serve" if config.engine == "ray" else "vLLM"
-        log.info("starting embedded model %s on %s (pid %d, log %s)",
-                 config.source.served_name, host, self._process.pid, config.log_path)  # fmt: skip
+        precision = config.source.precision if config.source.spec else "as the folder holds it"
+        log.info("starting embedded model %s (%s) on %s, CPU: %s (pid %d, log %s)",
+                 config.source.served_name, precision, host, describe(config.cpu_flags), self._process.pid,
+                 config.log_path)  # fmt: skip
+        if warning := bf16_warning(precision, config.cpu_flags):
+            log.warning("embedded model: %s", warning)
         if not config.compile:
             log.info("embedded model: running eagerly, nothing to compile (CHATSTACK_ENGINE_COMPILE=1 "
                      "compiles it, cached in %s)", config.compile_cache)  # fmt: skip
