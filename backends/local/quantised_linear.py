@@ -6,12 +6,11 @@ oneDNN) quantises the activations too and decoded at 1 token/s on a CPU with AVX
 slower than bf16; its int4 kernel (`cpu_gemm_wna16`) is not even built for AVX2. PyTorch's weight-only
 kernels are vectorised for AVX2, AVX-512 and Arm alike, and keep the activations in bf16:
 
-- a few rows at a time (decoding): `torch._weight_int8pack_mm` (int8, one scale per output row) and
-  `torch._weight_int4pack_mm_for_cpu` (4-bit, a scale and a zero per 32 weights of a row), which read the
-  quantised weights as they are;
-- many rows (prefill): the weights are dequantised to float32 a block of rows at a time, small enough to
-  stay in the caches, and multiplied with float32 GEMM: 2x faster than the int8 kernel at 512 rows, and
-  7x faster than bf16 GEMM on a CPU without native bf16 (measured in docs/embedded-model.md).
+- int8, a few rows at a time (decoding): `torch._weight_int8pack_mm`, which reads the int8 weights as they
+  are; many rows (prefill): the weights are dequantised to float32 a block of rows at a time, small
+  enough to stay in the caches, and multiplied with float32 GEMM: 2x faster than the int8 kernel at 512
+  rows, and 7x faster than bf16 GEMM on a CPU without native bf16 (measured in docs/embedded-model.md);
+- int4: `torch._weight_int4pack_mm_for_cpu` (a scale and a zero per 32 weights of a row) for any rows.
 
 The checkpoint's tensors (convert.py writes them), per linear layer, all split along the output rows:
 - int8: `weight` int8 [out, in], `weight_scale` float32 [out, 1]; w = weight * weight_scale;
@@ -41,7 +40,7 @@ from vllm.model_executor.layers.quantization.base_config import (  # type: ignor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead  # type: ignore[import-not-found]
 from vllm.model_executor.parameter import ModelWeightParameter  # type: ignore[import-not-found]
 
-from backends.local.convert import dequantize_int4, unpack_int4
+from backends.local.convert import unpack_int4
 
 GEMM_FROM_ROWS = 48
 """From this many rows on, dequantise-and-GEMM beats the int8 kernel (equal at 32 rows, 1.3x at 64)."""
@@ -68,13 +67,11 @@ def int8_matmul(x: Any, weight: Any, scale: Any, scale_f32: Any) -> Any:
     return _blocked_gemm(x, weight.shape[0], lambda b: weight[b].float().mul_(scale_f32[b, None]))
 
 
-def int4_matmul(x: Any, packed: Any, scales_and_zeros: Any, parts: tuple[Any, Any, Any]) -> Any:
-    """`x @ W.T` for the int4 weight W: `packed` and `scales_and_zeros` as the kernel wants them, `parts`
-    the checkpoint's (qweight, scales, zeros) for the prefill path."""
-    if x.shape[0] < GEMM_FROM_ROWS:
-        return torch._weight_int4pack_mm_for_cpu(x, packed, INT4_GROUP, scales_and_zeros)
-    qweight, scales, zeros = parts
-    return _blocked_gemm(x, qweight.shape[0], lambda b: dequantize_int4(qweight[b], scales[b], zeros[b]))
+def int4_matmul(x: Any, packed: Any, scales_and_zeros: Any) -> Any:
+    """`x @ W.T` for the int4 weight W, in the kernel's layout, whatever the rows: a float32 copy for the
+    GEMM path would need the plain 4-bit values beside the kernel's, giving back the memory int4 is for
+    (the kernel prefills 3 to 4x slower than int8's GEMM path, still faster than bf16 without AVX-512)."""
+    return torch._weight_int4pack_mm_for_cpu(x, packed, INT4_GROUP, scales_and_zeros)
 
 
 class _Config(QuantizationConfig):  # type: ignore[misc]
@@ -181,16 +178,17 @@ class Int4LinearMethod(LinearMethodBase):  # type: ignore[misc]
             _parameter(layer, name, torch.empty(rows, columns // INT4_GROUP, dtype=torch.bfloat16), loader)
 
     def process_weights_after_loading(self, layer: Any) -> None:
-        for name in ("qweight", "scales", "zeros"):
-            _replace(layer, name, getattr(layer, name).data.contiguous())
-        _replace(layer, "packed", torch._convert_weight_to_int4pack_for_cpu(unpack_int4(layer.qweight), 1))
-        pairs = torch.stack((layer.scales, layer.zeros), dim=-1).transpose(0, 1).contiguous()
+        _replace(
+            layer, "packed", torch._convert_weight_to_int4pack_for_cpu(unpack_int4(layer.qweight.data), 1)
+        )
+        pairs = torch.stack((layer.scales.data, layer.zeros.data), dim=-1).transpose(0, 1).contiguous()
         _replace(layer, "scales_and_zeros", pairs)  # [in/32, out, 2], as the kernel wants it
+        for name in ("qweight", "scales", "zeros"):  # the kernel's copies replace them
+            delattr(layer, name)
 
     def apply(self, layer: Any, x: Any, bias: Any = None) -> Any:
         rows = x.reshape(-1, x.shape[-1]).contiguous()
-        parts = (layer.qweight, layer.scales, layer.zeros)
-        out = int4_matmul(rows, layer.packed, layer.scales_and_zeros, parts)
+        out = int4_matmul(rows, layer.packed, layer.scales_and_zeros)
         if bias is not None:
             out += bias
         return out.reshape(*x.shape[:-1], out.shape[-1])

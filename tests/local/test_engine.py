@@ -333,6 +333,7 @@ async def test_by_default_the_engine_runs_eagerly_with_nothing_to_compile(
     command = config.command("/models/x")
     assert "--enforce-eager" in command
     assert command[command.index("--max-num-batched-tokens") + 1] == "512"
+    assert command[command.index("--block-size") + 1] == "32"
     caplog.set_level(logging.INFO, "chatstack.engine")
     supervisor = EngineSupervisor(config)
     await supervisor.start()

@@ -1,6 +1,6 @@
-"""chatstack's quantised linear layers' arithmetic, in the engine's Python (torch and vLLM): for int8 and
-int4, both paths (the kernel for a few rows, dequantise-then-GEMM for many) compute `x @ W.T` for the
-weight W that the checkpoint's tensors stand for."""
+"""chatstack's quantised linear layers' arithmetic, in the engine's Python (torch and vLLM): int8's two paths
+(the kernel for a few rows, dequantise-then-GEMM for many) and int4's kernel compute `x @ W.T` for the
+weight W that the checkpoint's tensors stand for, at few rows and many."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ for rows in (1, GEMM_FROM_ROWS - 1, GEMM_FROM_ROWS, 3 * GEMM_FROM_ROWS):
     x = torch.randn(rows, k).to(torch.bfloat16)
     outs = {
         "int8": int8_matmul(x, i8["weight"], scale.to(torch.bfloat16), scale),
-        "int4": int4_matmul(x, packed, sz, (i4["qweight"], i4["scales"], i4["zeros"])),
+        "int4": int4_matmul(x, packed, sz),
     }
     for name, out in outs.items():
         assert out.shape == (rows, n) and out.dtype == torch.bfloat16, (out.shape, out.dtype)
