@@ -49,22 +49,17 @@ DEQUANT_BLOCK = 256
 INT4_GROUP = 32
 
 
-def _blocked_gemm(x: Any, rows: int, dequantise: Any) -> Any:
-    """`x @ W.T` where `dequantise(slice)` gives float32 rows of W, a block at a time."""
-    x32 = x.float()
-    out = torch.empty(x.shape[0], rows, dtype=x.dtype)
-    for start in range(0, rows, DEQUANT_BLOCK):
-        block = slice(start, start + DEQUANT_BLOCK)
-        out[:, block] = torch.mm(x32, dequantise(block).t())
-    return out
-
-
 def int8_matmul(x: Any, weight: Any, scale: Any, scale_f32: Any) -> Any:
     """`x @ (weight * scale).T` for `x` [M, K], `weight` [N, K] int8, `scale` [N] in `x`'s dtype
     (`scale_f32` the same in float32)."""
     if x.shape[0] < GEMM_FROM_ROWS:
         return torch._weight_int8pack_mm(x, weight, scale)
-    return _blocked_gemm(x, weight.shape[0], lambda b: weight[b].float().mul_(scale_f32[b, None]))
+    x32 = x.float()
+    out = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype)
+    for start in range(0, weight.shape[0], DEQUANT_BLOCK):
+        rows = slice(start, start + DEQUANT_BLOCK)
+        out[:, rows] = torch.mm(x32, weight[rows].float().mul_(scale_f32[rows, None]).t())
+    return out
 
 
 def int4_matmul(x: Any, packed: Any, scales_and_zeros: Any) -> Any:
@@ -112,18 +107,21 @@ class _Config(QuantizationConfig):  # type: ignore[misc]
         raise NotImplementedError
 
 
-def _parameter(layer: Any, name: str, data: Any, loader: Any) -> None:
-    layer.register_parameter(
-        name, ModelWeightParameter(data=data, input_dim=1, output_dim=0, weight_loader=loader)
-    )
-
-
 def _replace(layer: Any, name: str, data: Any) -> None:
     setattr(layer, name, torch.nn.Parameter(data, requires_grad=False))
 
 
-@register_weight_loader_v2_supported_method
-class Int8LinearMethod(LinearMethodBase):  # type: ignore[misc]
+class _QuantisedLinearMethod(LinearMethodBase):  # type: ignore[misc]
+    """What both methods share: the checkpoint's tensors are split along the output rows (so merged
+    layers such as qkv load as they are) and the layer is `x @ W.T (+ bias)` on 2-D rows."""
+
+    def tensors(self, rows: int, columns: int) -> dict[str, tuple[tuple[int, int], Any]]:
+        """The checkpoint's tensors for a layer: name -> (shape, dtype)."""
+        raise NotImplementedError
+
+    def matmul(self, layer: Any, x: Any) -> Any:
+        raise NotImplementedError
+
     def create_weights(
         self,
         layer: Any,
@@ -134,10 +132,27 @@ class Int8LinearMethod(LinearMethodBase):  # type: ignore[misc]
         params_dtype: Any,
         **extra_weight_attrs: Any,
     ) -> None:
-        loader, rows = extra_weight_attrs.get("weight_loader"), sum(output_partition_sizes)
         layer.logical_widths = output_partition_sizes
-        _parameter(layer, "weight", torch.empty(rows, input_size_per_partition, dtype=torch.int8), loader)
-        _parameter(layer, "weight_scale", torch.empty(rows, 1, dtype=torch.float32), loader)
+        loader = extra_weight_attrs.get("weight_loader")
+        for name, (shape, dtype) in self.tensors(
+            sum(output_partition_sizes), input_size_per_partition
+        ).items():
+            data = torch.empty(shape, dtype=dtype)
+            layer.register_parameter(
+                name, ModelWeightParameter(data=data, input_dim=1, output_dim=0, weight_loader=loader)
+            )
+
+    def apply(self, layer: Any, x: Any, bias: Any = None) -> Any:
+        out = self.matmul(layer, x.reshape(-1, x.shape[-1]).contiguous())
+        if bias is not None:
+            out += bias
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+@register_weight_loader_v2_supported_method
+class Int8LinearMethod(_QuantisedLinearMethod):
+    def tensors(self, rows: int, columns: int) -> dict[str, tuple[tuple[int, int], Any]]:
+        return {"weight": ((rows, columns), torch.int8), "weight_scale": ((rows, 1), torch.float32)}
 
     def process_weights_after_loading(self, layer: Any) -> None:
         scale = layer.weight_scale.data.reshape(-1).float()
@@ -145,53 +160,32 @@ class Int8LinearMethod(LinearMethodBase):  # type: ignore[misc]
         _replace(layer, "weight_scale", scale)
         _replace(layer, "weight_scale_bf16", scale.to(torch.bfloat16))  # the kernel's scale dtype
 
-    def apply(self, layer: Any, x: Any, bias: Any = None) -> Any:
-        rows = x.reshape(-1, x.shape[-1]).contiguous()
-        out = int8_matmul(rows, layer.weight, layer.weight_scale_bf16, layer.weight_scale)
-        if bias is not None:
-            out += bias
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+    def matmul(self, layer: Any, x: Any) -> Any:
+        return int8_matmul(x, layer.weight, layer.weight_scale_bf16, layer.weight_scale)
 
 
 @register_weight_loader_v2_supported_method
-class Int4LinearMethod(LinearMethodBase):  # type: ignore[misc]
-    def create_weights(
-        self,
-        layer: Any,
-        input_size_per_partition: int,
-        output_partition_sizes: list[int],
-        input_size: int,
-        output_size: int,
-        params_dtype: Any,
-        **extra_weight_attrs: Any,
-    ) -> None:
-        loader, rows, columns = (
-            extra_weight_attrs.get("weight_loader"),
-            sum(output_partition_sizes),
-            input_size_per_partition,
-        )
+class Int4LinearMethod(_QuantisedLinearMethod):
+    def tensors(self, rows: int, columns: int) -> dict[str, tuple[tuple[int, int], Any]]:
         if columns % INT4_GROUP:
             raise ValueError(f"chatstack_int4 needs input sizes in multiples of {INT4_GROUP}, not {columns}")
-        layer.logical_widths = output_partition_sizes
-        _parameter(layer, "qweight", torch.empty(rows, columns // 2, dtype=torch.uint8), loader)
-        for name in ("scales", "zeros"):
-            _parameter(layer, name, torch.empty(rows, columns // INT4_GROUP, dtype=torch.bfloat16), loader)
+        groups = (rows, columns // INT4_GROUP)
+        return {
+            "qweight": ((rows, columns // 2), torch.uint8),
+            "scales": (groups, torch.bfloat16),
+            "zeros": (groups, torch.bfloat16),
+        }
 
     def process_weights_after_loading(self, layer: Any) -> None:
-        _replace(
-            layer, "packed", torch._convert_weight_to_int4pack_for_cpu(unpack_int4(layer.qweight.data), 1)
-        )
+        packed = torch._convert_weight_to_int4pack_for_cpu(unpack_int4(layer.qweight.data), 1)
         pairs = torch.stack((layer.scales.data, layer.zeros.data), dim=-1).transpose(0, 1).contiguous()
+        _replace(layer, "packed", packed)
         _replace(layer, "scales_and_zeros", pairs)  # [in/32, out, 2], as the kernel wants it
         for name in ("qweight", "scales", "zeros"):  # the kernel's copies replace them
             delattr(layer, name)
 
-    def apply(self, layer: Any, x: Any, bias: Any = None) -> Any:
-        rows = x.reshape(-1, x.shape[-1]).contiguous()
-        out = int4_matmul(rows, layer.packed, layer.scales_and_zeros)
-        if bias is not None:
-            out += bias
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+    def matmul(self, layer: Any, x: Any) -> Any:
+        return int4_matmul(x, layer.packed, layer.scales_and_zeros)
 
 
 class Int8Config(_Config):
