@@ -47,7 +47,7 @@ lint: install  ## ruff (lint + format check) and mypy --strict
 test: lint engine mcp-servers  ## Everything CI runs: lint, types, unit and end-to-end tests (SQLite and PostgreSQL)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-test-fast: install  ## Unit tests only, for quick iteration
+test-fast: install mcp-servers  ## Unit tests only, for quick iteration
 	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 format: install
