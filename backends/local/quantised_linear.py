@@ -40,13 +40,13 @@ from vllm.model_executor.layers.quantization.base_config import (  # type: ignor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead  # type: ignore[import-not-found]
 from vllm.model_executor.parameter import ModelWeightParameter  # type: ignore[import-not-found]
 
+from backends.local.convert import GROUP_SIZE as INT4_GROUP
 from backends.local.convert import unpack_int4
 
 GEMM_FROM_ROWS = 48
 """From this many rows on, dequantise-and-GEMM beats the int8 kernel (equal at 32 rows, 1.3x at 64)."""
 DEQUANT_BLOCK = 256
 """Weight rows dequantised at once: 256 x 8,960 float32 is 9 MB, which stays in a 32 MB L3 cache."""
-INT4_GROUP = 32
 
 
 def int8_matmul(x: Any, weight: Any, scale: Any, scale_f32: Any) -> Any:

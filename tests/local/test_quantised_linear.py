@@ -20,7 +20,7 @@ ENGINE_PYTHON = LocalSettings(_env_file=None).resolved_engine_python()  # type: 
 
 CHECK = """
 import json, torch
-from backends.local.convert import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8
+from backends.local.convert import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8, unpack_int4
 from backends.local.quantised_linear import DEQUANT_BLOCK, GEMM_FROM_ROWS, int4_matmul, int8_matmul
 torch.manual_seed(0)
 n, k = 2 * DEQUANT_BLOCK + 64, 320  # a partial last block too
@@ -29,9 +29,7 @@ i8 = quantize_int8(weight)
 i4 = quantize_int4(weight)
 scale = i8["weight_scale"].reshape(-1)
 sz = torch.stack((i4["scales"], i4["zeros"]), -1).transpose(0, 1).contiguous()
-packed = torch._convert_weight_to_int4pack_for_cpu(
-    torch.stack((i4["qweight"] & 15, i4["qweight"] >> 4), -1).reshape(n, k).to(torch.int32), 1
-)
+packed = torch._convert_weight_to_int4pack_for_cpu(unpack_int4(i4["qweight"]), 1)
 meant = {
     "int8": dequantize_int8(i8["weight"], i8["weight_scale"]).double(),
     "int4": dequantize_int4(i4["qweight"], i4["scales"], i4["zeros"]).double(),
