@@ -57,11 +57,14 @@ async def get_conversation(
     conversation_id: str, user: CurrentUser, store: StoreDep, attachments: AttachmentsDep
 ) -> ConversationDetail:
     row = await store.get_conversation(conversation_id, user.id)
+    # Runs first, then the active run, then the messages: a run stores its messages no later than it
+    # stops being active, so a run listed here and not active has all its messages in the path read
+    # after. The other order could show a finished run without its answer.
+    runs = [RunOut.model_validate(r) for r in await store.runs_of(conversation_id)]
+    active = await store.active_run_id(conversation_id)
     path, tree = await store.active_path(conversation_id)
     messages = [message_out(m, tree.siblings(m.id)) for m in path]
     await attachments.show_on(conversation_id, messages)
-    active = await store.active_run_id(conversation_id)
-    runs = [RunOut.model_validate(r) for r in await store.runs_of(conversation_id)]
     return ConversationDetail(
         **Conversation.model_validate(row).model_dump(), messages=messages, runs=runs, active_run_id=active
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 import pytest
 
@@ -196,3 +199,26 @@ async def test_tool_messages_keep_their_duration(client: httpx.AsyncClient) -> N
     )
     assert tool["duration_ms"] is not None
     assert tool["duration_ms"] >= 0
+
+
+async def test_a_finished_run_is_never_shown_without_its_answer(client: httpx.AsyncClient) -> None:
+    """Snapshots taken while answers finish are consistent: once the newest listed run is no longer
+    active, its answer is in the messages (the UI stops following a run on that signal)."""
+    cid = await new_conversation(client)
+    await ask(client, cid, "tokens: 3")
+    inconsistent: list[dict[str, Any]] = []
+    for _ in range(8):
+        started = await client.post(f"/api/conversations/{cid}/regenerate", json={})
+        assert started.status_code == 202, started.text
+        pollers = (_poll_until_finished(client, cid, started.json()["run_id"]) for _ in range(4))
+        inconsistent += await asyncio.wait_for(asyncio.gather(*pollers), timeout=30)
+    assert not any(inconsistent), next(d for d in inconsistent if d)
+
+
+async def _poll_until_finished(client: httpx.AsyncClient, cid: str, run_id: str) -> dict[str, Any]:
+    """The first snapshot that shows `run_id` finished: empty when its answer is there, else the snapshot."""
+    while True:
+        detail: dict[str, Any] = (await client.get(f"/api/conversations/{cid}")).json()
+        if detail["active_run_id"] is None and detail["runs"][-1]["id"] == run_id:
+            last = detail["messages"][-1]
+            return {} if (last["role"], last["run_id"]) == ("assistant", run_id) else detail
