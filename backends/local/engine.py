@@ -68,6 +68,8 @@ class LocalEngineConfig:
     kv_cache_gb: int = 1
     compile: bool = False
     """torch.compile the model (vLLM's default) rather than run it eagerly (`--enforce-eager`)."""
+    decode_kernel: bool = True
+    """int8 layers decode on chatstack's kernel (`int8_decode.py`) where it can be built."""
     tool_parser: str = "chatstack_qwen"
     cpu_flags: frozenset[str] = frozenset()
     """This CPU's flags (`cpu_features.cpu_flags`), for the log."""
@@ -184,6 +186,9 @@ class LocalEngineConfig:
         # attribute 'finalize_loading'"), so with AOT every start compiled again (about 40 s); without it
         # the model is traced again and inductor's compiled kernels come from the cache above.
         env.setdefault("VLLM_USE_AOT_COMPILE", "0")
+        env["CHATSTACK_ENGINE_DECODE_KERNEL"] = "1" if self.decode_kernel else "0"
+        # One build per machine, beside the weights, whichever data directory runs the engine.
+        env.setdefault("CHATSTACK_KERNEL_DIR", str(self.cache.root / "kernels"))
         if self.source.spec is not None or self.source.is_local_folder:
             env["HF_HUB_OFFLINE"] = "1"  # a local folder needs no hub; offline, lookups would only stall
         if self.engine == "ray":
@@ -210,6 +215,7 @@ def engine_config(settings: LocalSettings | None = None) -> LocalEngineConfig:
         cpus=cpus,
         kv_cache_gb=settings.engine_kv_cache_gb,
         compile=settings.engine_compile,
+        decode_kernel=settings.engine_decode_kernel,
         extra_args=tuple(shlex.split(settings.engine_extra_args)),
         engine=settings.engine,
         ray_dir=settings.data_dir / "ray",

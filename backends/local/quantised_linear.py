@@ -1,15 +1,17 @@
 """Quantised linear layers for vLLM on the CPU: the quantization methods `chatstack_int8` and
-`chatstack_int4`, on PyTorch's own CPU kernels.
+`chatstack_int4`, on PyTorch's own CPU kernels and one of chatstack's.
 
 vLLM's quantised paths on the CPU need more than some CPUs have. Its int8 path (compressed-tensors W8A8,
-oneDNN) quantises the activations too and decoded at 1 token/s on a CPU with AVX2 but no AVX-512, 5x
-slower than bf16; its int4 kernel (`cpu_gemm_wna16`) is not even built for AVX2. PyTorch's weight-only
-kernels are vectorised for AVX2, AVX-512 and Arm alike, and keep the activations in bf16:
+oneDNN) decoded at 1 token/s on a CPU with AVX2 but no AVX-512, 5x slower than bf16; its int4 kernel
+(`cpu_gemm_wna16`) is not even built for AVX2. PyTorch's weight-only kernels are vectorised for AVX2,
+AVX-512 and Arm alike, and keep the activations in bf16:
 
-- int8, a few rows at a time (decoding): `torch._weight_int8pack_mm`, which reads the int8 weights as they
-  are; many rows (prefill): the weights are dequantised to float32 a block of rows at a time, small
-  enough to stay in the caches, and multiplied with float32 GEMM: 2x faster than the int8 kernel at 512
-  rows, and 7x faster than bf16 GEMM on a CPU without native bf16 (measured in docs/embedded-model.md);
+- int8, a few rows at a time (decoding): chatstack's AVX2 kernel (`int8_decode.cpp`: activations as
+  int16 in blocks of 32, exact integer dot products), 1.6x faster than PyTorch's
+  `torch._weight_int8pack_mm`, which stays the fallback where the kernel cannot be built; many rows
+  (prefill): the weights are dequantised to float32 a block of rows at a time, small enough to stay in
+  the caches, and multiplied with float32 GEMM: 2x faster than the int8 kernel at 512 rows, and 7x
+  faster than bf16 GEMM on a CPU without native bf16 (measured in docs/embedded-model.md);
 - int4: `torch._weight_int4pack_mm_for_cpu` (a scale and a zero per 32 weights of a row) for any rows.
 
 The checkpoint's tensors (convert.py writes them), per linear layer, all split along the output rows:
@@ -42,6 +44,7 @@ from vllm.model_executor.parameter import ModelWeightParameter  # type: ignore[i
 
 from backends.local.convert import GROUP_SIZE as INT4_GROUP
 from backends.local.convert import unpack_int4
+from backends.local.int8_decode import Kernel, decode_kernel
 
 GEMM_FROM_ROWS = 48
 """From this many rows on, dequantise-and-GEMM beats the int8 kernel (equal at 32 rows, 1.3x at 64)."""
@@ -49,10 +52,12 @@ DEQUANT_BLOCK = 256
 """Weight rows dequantised at once: 256 x 8,960 float32 is 9 MB, which stays in a 32 MB L3 cache."""
 
 
-def int8_matmul(x: Any, weight: Any, scale: Any, scale_f32: Any) -> Any:
+def int8_matmul(x: Any, weight: Any, scale: Any, scale_f32: Any, kernel: Kernel | None = None) -> Any:
     """`x @ (weight * scale).T` for `x` [M, K], `weight` [N, K] int8, `scale` [N] in `x`'s dtype
-    (`scale_f32` the same in float32)."""
+    (`scale_f32` the same in float32); `kernel` for a few rows, when there is one (`decode_kernel`)."""
     if x.shape[0] < GEMM_FROM_ROWS:
+        if kernel is not None and x.shape[1] % 32 == 0:
+            return kernel(x, weight, scale_f32)
         return torch._weight_int8pack_mm(x, weight, scale)
     x32 = x.float()
     out = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype)
@@ -159,9 +164,10 @@ class Int8LinearMethod(_QuantisedLinearMethod):
         _replace(layer, "weight", layer.weight.data.contiguous())
         _replace(layer, "weight_scale", scale)
         _replace(layer, "weight_scale_bf16", scale.to(torch.bfloat16))  # the kernel's scale dtype
+        decode_kernel()  # built (once) while the model loads, not on the first request
 
     def matmul(self, layer: Any, x: Any) -> Any:
-        return int8_matmul(x, layer.weight, layer.weight_scale_bf16, layer.weight_scale)
+        return int8_matmul(x, layer.weight, layer.weight_scale_bf16, layer.weight_scale, decode_kernel())
 
 
 @register_weight_loader_v2_supported_method

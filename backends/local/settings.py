@@ -66,6 +66,9 @@ class LocalSettings(BaseSettings):
     """Let vLLM compile the model with torch.compile (artifacts cached under `<data_dir>/engine-cache`).
     Off by default: on this two-core CPU the eager engine decoded as fast and starts in about 40 s, cold
     or warm, against 55 to 65 s warm and two minutes or more cold when compiling (docs/embedded-model.md)."""
+    engine_decode_kernel: bool = True
+    """int8 decoding on chatstack's AVX2 kernel (built once per machine, about 35 s); off, or on a CPU
+    without AVX2, PyTorch's slower weight-only kernel (docs/embedded-model.md, "A decode kernel")."""
     engine_start_timeout_s: float = Field(default=900.0, gt=0)
     """Longest wait for the engine to answer `/health`, fetch and conversion not included."""
     engine_max_restarts: int = Field(default=5, ge=0)

@@ -18,12 +18,13 @@ FAKE_ENGINE = textwrap.dedent(
     state = os.environ["FAKE_STATE"]
     starts = len(open(state).read().splitlines()) if os.path.exists(state) else 0
     mode = os.environ.get("FAKE_MODE", "ok")
+    RECORDED = ("VLLM_", "HF_", "CHATSTACK_KERNEL_DIR", "CHATSTACK_ENGINE_DECODE_KERNEL")
     # "escape": the worker leads a process group of its own, as Ray's workers do (same session).
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
                               process_group=0 if mode == "escape" else None)
     with open(state, "a") as out:
         out.write(json.dumps({"pid": os.getpid(), "worker": worker.pid, "argv": sys.argv[1:],
-                              "env": {k: v for k, v in os.environ.items() if k.startswith(("VLLM_", "HF_"))},
+                              "env": {k: v for k, v in os.environ.items() if k.startswith(RECORDED)},
                               "pythonpath": os.environ.get("PYTHONPATH", "")}) + "\\n")
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

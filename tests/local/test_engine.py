@@ -87,6 +87,9 @@ async def test_starts_waits_for_health_and_stops_the_whole_group(tmp_path: Path,
         "VLLM_CACHE_ROOT": str(tmp_path / "engine-cache" / "vllm"),
         "VLLM_USE_AOT_COMPILE": "0",
         "HF_HUB_OFFLINE": "1",
+        # The int8 decode kernel is built once per machine, beside the weights (not per data dir).
+        "CHATSTACK_ENGINE_DECODE_KERNEL": "1",
+        "CHATSTACK_KERNEL_DIR": str(tmp_path / "cache" / "kernels"),
     }
     assert "==== " in (tmp_path / "logs" / "engine.log").read_text()
 
@@ -201,6 +204,11 @@ def test_config_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     config = engine_config(LocalSettings(_env_file=None))  # type: ignore[call-arg]
     assert config.cache.root == tmp_path / "models"
     assert config.source.served_name == "qwen2.5-coder-0.5b-instruct"
+
+    monkeypatch.setenv("CHATSTACK_ENGINE_DECODE_KERNEL", "false")
+    config = engine_config(LocalSettings(_env_file=None))  # type: ignore[call-arg]
+    assert config.environment()["CHATSTACK_ENGINE_DECODE_KERNEL"] == "0"
+    assert config.environment()["CHATSTACK_KERNEL_DIR"] == str(tmp_path / "models" / "kernels")
 
 
 def test_the_ray_engine_runs_the_serve_launcher_with_the_same_contract(
