@@ -9,6 +9,7 @@ computes the same product more slowly; the engine's log says which.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import shutil
@@ -65,13 +66,19 @@ def _build() -> Any:
     if shutil.which("ninja") is None:  # the venv's own ninja, whose bin folder is not on PATH
         os.environ["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
     started = time.monotonic()
-    module = cpp_extension.load(
-        name="chatstack_int8_decode",
-        sources=[str(SOURCE)],
-        extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
-        extra_ldflags=["-fopenmp"],
-        build_directory=str(directory),
-        verbose=False,
-    )
+    with (directory / "chatstack.lock").open("w") as handle:
+        # torch's own lock is a file that a build killed midway (an engine stopped while loading) leaves
+        # behind, and every later build would wait on it forever. This lock dies with its holder, and
+        # whoever holds it knows that a torch lock file still there is such a leftover.
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        (directory / "lock").unlink(missing_ok=True)
+        module = cpp_extension.load(
+            name="chatstack_int8_decode",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(directory),
+            verbose=False,
+        )
     log(f"ready ({time.monotonic() - started:.1f} s, {directory})")
     return module

@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE_PYTHON = LocalSettings(_env_file=None).resolved_engine_python()  # type: ignore[call-arg]
 
 CHECK = """
-import json, torch
+import json, os, torch
+from pathlib import Path
+# The kernel is built from scratch here (a fresh machine's first start), where a build killed midway
+# left torch's lock file behind: the build must not wait on it forever.
+build = Path(os.environ["CHATSTACK_KERNEL_DIR"]) / f"torch-{torch.__version__}"
+build.mkdir(parents=True)
+(build / "lock").touch()
 from backends.local.convert import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8, unpack_int4
 from backends.local.cpu_features import cpu_flags
 from backends.local.int8_decode import NEEDS, decode_kernel
@@ -65,13 +71,13 @@ print("RESULT " + json.dumps(errors))
 """
 
 
-def test_both_paths_compute_what_the_tensors_mean() -> None:
+def test_both_paths_compute_what_the_tensors_mean(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(ENGINE_PYTHON), "-c", CHECK],
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CHATSTACK_KERNEL_DIR": str(tmp_path / "kernels")},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
