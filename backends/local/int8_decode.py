@@ -24,6 +24,8 @@ import torch  # type: ignore[import-not-found]
 from backends.local.cpu_features import cpu_flags
 
 SOURCE = Path(__file__).with_name("int8_decode.cpp")
+BLOCK = 32
+"""The kernel takes input sizes in multiples of its activation block (`kBlock` in the source)."""
 NEEDS = frozenset({"avx2", "fma"})
 ENABLED_ENV = "CHATSTACK_ENGINE_DECODE_KERNEL"
 DIR_ENV = "CHATSTACK_KERNEL_DIR"

@@ -44,6 +44,7 @@ from vllm.model_executor.parameter import ModelWeightParameter  # type: ignore[i
 
 from backends.local.convert import GROUP_SIZE as INT4_GROUP
 from backends.local.convert import unpack_int4
+from backends.local.int8_decode import BLOCK as KERNEL_BLOCK
 from backends.local.int8_decode import Kernel, decode_kernel
 
 GEMM_FROM_ROWS = 48
@@ -54,9 +55,9 @@ DEQUANT_BLOCK = 256
 
 def int8_matmul(x: Any, weight: Any, scale: Any, scale_f32: Any, kernel: Kernel | None = None) -> Any:
     """`x @ (weight * scale).T` for `x` [M, K], `weight` [N, K] int8, `scale` [N] in `x`'s dtype
-    (`scale_f32` the same in float32); `kernel` for a few rows, when there is one (`decode_kernel`)."""
+    (`scale_f32` the same in float32); `kernel` for a few rows, when the layer has one (`decode_kernel`)."""
     if x.shape[0] < GEMM_FROM_ROWS:
-        if kernel is not None and x.shape[1] % 32 == 0:
+        if kernel is not None:
             return kernel(x, weight, scale_f32)
         return torch._weight_int8pack_mm(x, weight, scale)
     x32 = x.float()
@@ -164,10 +165,12 @@ class Int8LinearMethod(_QuantisedLinearMethod):
         _replace(layer, "weight", layer.weight.data.contiguous())
         _replace(layer, "weight_scale", scale)
         _replace(layer, "weight_scale_bf16", scale.to(torch.bfloat16))  # the kernel's scale dtype
-        decode_kernel()  # built (once) while the model loads, not on the first request
+        # Chosen (and built, once per process) while the model loads, not on each call.
+        fits = layer.weight.shape[1] % KERNEL_BLOCK == 0
+        layer.decode_kernel = decode_kernel() if fits else None
 
     def matmul(self, layer: Any, x: Any) -> Any:
-        return int8_matmul(x, layer.weight, layer.weight_scale_bf16, layer.weight_scale, decode_kernel())
+        return int8_matmul(x, layer.weight, layer.weight_scale_bf16, layer.weight_scale, layer.decode_kernel)
 
 
 @register_weight_loader_v2_supported_method
